@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Maps of the balancer program.  Key/value layouts live in xlb_abi.h; the
+ * loader sizes xlb_conns before load and pins every map. */
+#ifndef XLB_MAPS_H
+#define XLB_MAPS_H
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, XLB_MAX_VIPS);
+    __type(key, struct xlb_vip_key);
+    __type(value, struct xlb_vip_value);
+} xlb_vips SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, XLB_MAX_VIPS);
+    __type(key, struct xlb_vip_addr_key);
+    __type(value, __u32);
+} xlb_vip_addrs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, XLB_MAX_SERVICES);
+    __type(key, __u32);
+    __type(value, struct xlb_service);
+} xlb_services SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, XLB_MAX_REALS);
+    __type(key, __u32);
+    __type(value, struct xlb_real);
+} xlb_reals SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, XLB_CONN_TABLE_DEFAULT);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __type(key, struct xlb_flow_key);
+    __type(value, struct xlb_flow_value);
+} xlb_conns SEC(".maps");
+
+/* Template for the per-service selection tables; BPF_F_INNER_MAP lets each
+ * service have its own table size. */
+struct xlb_sel_table {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, XLB_RING_DEFAULT + 1);
+    __uint(map_flags, BPF_F_INNER_MAP);
+    __type(key, __u32);
+    __type(value, __u32);
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+    __uint(max_entries, XLB_MAX_SERVICES);
+    __type(key, __u32);
+    __array(values, struct xlb_sel_table);
+} xlb_sel SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, XLB_VIP_FILTER_WORDS);
+    __type(key, __u32);
+    __type(value, __u64);
+} xlb_vip_filter SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_MAX_REALS);
+    __type(key, __u32);
+    __type(value, struct xlb_nh);
+} xlb_nh_cache SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_MAX_SERVICES);
+    __type(key, __u32);
+    __type(value, struct xlb_counters);
+} xlb_vs_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_MAX_REALS);
+    __type(key, __u32);
+    __type(value, struct xlb_counters);
+} xlb_real_stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_R_MAX);
+    __type(key, __u32);
+    __type(value, struct xlb_reason_counter);
+} xlb_reasons SEC(".maps");
+
+#endif
