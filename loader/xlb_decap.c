@@ -1,0 +1,124 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/* Lifecycle of the real-server decap program (bpf/decap.bpf.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "xlb_attach.h"
+#include "xlb_loader.h"
+#include "decap.skel.h"
+
+#define DECAP_PROG "xlb_decap"
+
+struct xlb_decap {
+    struct decap_bpf *skel;
+    struct xlb_decap_key *addrs;
+    int n_addrs;
+};
+
+int xlb_decap_open(const struct xlb_decap_opts *o, struct xlb_decap **out, struct xlb_err *e)
+{
+    const char *bpffs = o->bpffs ? o->bpffs : XLB_BPFFS_DEFAULT;
+    struct xlb_decap *d;
+    int err;
+
+    err = xlb_check_env(bpffs, !o->no_pin, e);
+    if (err)
+        return err;
+    if (o->n_addrs <= 0 || o->n_addrs > XLB_MAX_DECAP_ADDRS)
+        return xlb_errf(e, EINVAL, "the decap program needs 1 to %d tunnel endpoint addresses "
+                        "(--addr)", XLB_MAX_DECAP_ADDRS);
+    d = calloc(1, sizeof(*d));
+    if (!d)
+        return xlb_errf(e, ENOMEM, "out of memory");
+    d->addrs = calloc(o->n_addrs, sizeof(*d->addrs));
+    d->skel = decap_bpf__open();
+    if (!d->addrs || !d->skel) {
+        err = xlb_errf(e, errno ? errno : ENOMEM, "cannot open the decap object");
+        goto fail;
+    }
+    memcpy(d->addrs, o->addrs, o->n_addrs * sizeof(*d->addrs));
+    d->n_addrs = o->n_addrs;
+    d->skel->rodata->cfg_gue_port = o->gue_port ? o->gue_port : XLB_GUE_PORT_DEFAULT;
+    if (!o->no_pin) {
+        err = xlb_pin_maps(d->skel->obj, bpffs, e);
+        if (err)
+            goto fail;
+    }
+    *out = d;
+    return 0;
+fail:
+    xlb_decap_close(d);
+    return err;
+}
+
+int xlb_decap_load(struct xlb_decap *d, struct xlb_err *e)
+{
+    __u32 one = 1;
+    int err = decap_bpf__load(d->skel);
+
+    if (err)
+        return xlb_load_error(err, "the decap program", e);
+    for (int i = 0; i < d->n_addrs; i++)
+        if (bpf_map__update_elem(d->skel->maps.xlb_decap_addrs, &d->addrs[i],
+                                 sizeof(d->addrs[i]), &one, sizeof(one), BPF_ANY))
+            return xlb_errf(e, errno, "cannot add a tunnel endpoint: %s", strerror(errno));
+    return 0;
+}
+
+int xlb_decap_attach(struct xlb_decap *d, const char *ifname, enum xlb_mode mode,
+                     struct xlb_err *e)
+{
+    int err;
+
+    if (bpf_program__fd(d->skel->progs.xlb_decap) < 0) {
+        err = xlb_decap_load(d, e);
+        if (err)
+            return err;
+    }
+    return xlb_attach_prog(d->skel->obj, DECAP_PROG, ifname, mode, e);
+}
+
+int xlb_decap_prog_fd(const struct xlb_decap *d)
+{
+    return bpf_program__fd(d->skel->progs.xlb_decap);
+}
+
+int xlb_decap_reasons_fd(const struct xlb_decap *d)
+{
+    return bpf_map__fd(d->skel->maps.xlb_decap_reasons);
+}
+
+void xlb_decap_close(struct xlb_decap *d)
+{
+    if (!d)
+        return;
+    decap_bpf__destroy(d->skel);
+    free(d->addrs);
+    free(d);
+}
+
+int xlb_decap_detach(const char *bpffs, const char *ifname, struct xlb_err *e)
+{
+    struct xlb_iface ifs[1];
+    char path[512];
+    int err;
+
+    if (!bpffs)
+        bpffs = XLB_BPFFS_DEFAULT;
+    err = xlb_detach_prog(ifname, DECAP_PROG, e);
+    if (err)
+        return err;
+    if (xlb_ifaces_running(DECAP_PROG, ifs, 1) > 0)
+        return 0;
+    snprintf(path, sizeof(path), "%s/xlb_decap_addrs", bpffs);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/xlb_decap_reasons", bpffs);
+    unlink(path);
+    rmdir(bpffs);
+    return 0;
+}
