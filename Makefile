@@ -27,7 +27,7 @@ endif
 
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Werror -MMD -MP \
-            -Ibpf -Icommon -Iloader -Itests/lib -I$(BUILD)
+            -Ibpf -Icommon -Iloader -Itests/lib -Itests/tools -I$(BUILD)
 LDLIBS   := -lxdp -lbpf -lelf -lz -ljansson
 ifeq ($(SANITIZE),1)
 XCFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -102,7 +102,7 @@ $(BUILD)/tests/bpf: $(BPFT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
 
-$(BUILD)/tests/%: $(OBJ)/tests/tools/%.o
+$(BUILD)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/tests/tools/xlbt_tool.o
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
