@@ -34,7 +34,9 @@ XCFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 LDFLAGS  += -fsanitize=address,undefined
 endif
 
-BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror \
+# -fno-strict-aliasing: headers are rewritten through struct fields and then
+# summed as words for checksums; the compiler must not reorder those.
+BPF_CFLAGS := -O2 -g -target bpf -D__TARGET_ARCH_x86 -Wall -Werror -fno-strict-aliasing \
               -Ivmlinux -Ibpf -MMD -MP
 
 BPF_PROGS := xlb decap bench

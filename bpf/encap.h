@@ -36,9 +36,9 @@ static __always_inline __u32 vary_host_bits(__u32 base, __u32 bits, __u32 hash)
 {
     __u32 mask, host;
 
-    if (bits == 0 || bits > 31)
+    if (bits == 0 || bits > 32)
         return base;
-    mask = (1u << bits) - 1;
+    mask = bits == 32 ? 0xffffffffu : (1u << bits) - 1;
     host = hash & mask;
     if (bits >= 2) {
         if (host == 0)
@@ -77,7 +77,7 @@ static __always_inline int tunnel_source_configured(int family)
  * transport segment equals the complement of the inner pseudo-header sum
  * (local checksum offload, as the kernel's checksum-offloads document
  * describes).  An inner IPv4 header sums to 0xffff, i.e. adds nothing;
- * an inner IPv6 header is summed here (40 bytes).  Returns 0 when the inner
+ * an inner IPv6 header, extension headers included, is summed here.  Returns 0 when the inner
  * packet carries no checksum to build on (UDP over IPv4 with checksum 0).
  */
 static __always_inline __u16 gue6_udp_csum(const struct encap_plan *e, const struct xlb_pkt *p,
@@ -91,24 +91,30 @@ static __always_inline __u16 gue6_udp_csum(const struct encap_plan *e, const str
     /* outer pseudo header + UDP header (check field is 0) */
     sum = csum_add_addr(sum, &e->src, XLB_FAMILY_V6);
     sum = csum_add_addr(sum, &e->dst, XLB_FAMILY_V6);
-    sum += bpf_htonl(bpf_ntohs(uh->len)) + bpf_htonl(IPPROTO_UDP);
+    sum += (__u64)bpf_htonl(bpf_ntohs(uh->len)) + bpf_htonl(IPPROTO_UDP);
     sum += (__u32)uh->source + uh->dest + uh->len;
 
     /* inner pseudo header */
     inner_pseudo = csum_add_addr(inner_pseudo, &p->key.src, p->key.family);
     inner_pseudo = csum_add_addr(inner_pseudo, &p->key.dst, p->key.family);
-    inner_pseudo += bpf_htonl(l4_len) + bpf_htonl(p->key.proto);
+    inner_pseudo += (__u64)bpf_htonl(l4_len) + bpf_htonl(p->key.proto);
     l4sum = ~csum_fold16(inner_pseudo);
     sum += l4sum;
 
     if (p->key.family == XLB_FAMILY_V6) {
-        const __u32 *w = inner;
+        /* the fixed header and any extension headers before the segment */
+        __u32 words = ((p->l4_off - p->l3_off) & XLB_L4_OFF_MAX) / 4;
+        const __u32 *q = inner;
 
-        if ((const void *)(w + 10) > data_end)
-            return 0;
-#pragma unroll
-        for (int i = 0; i < 10; i++)
-            sum += w[i];
+        for (__u32 i = 0; i < (XLB_L4_OFF_MAX + 1) / 4; i++) {
+            if (i >= words)
+                break;
+            /* keep the bounds check in the form the verifier tracks */
+            asm volatile("" : "+r"(q));
+            if ((const void *)(q + 1) > data_end)
+                return 0;
+            sum += *q++;
+        }
     } else if (p->key.proto == IPPROTO_UDP) {
         const struct udphdr *iu = inner + ((p->l4_off - p->l3_off) & XLB_L4_OFF_MAX);
 

@@ -38,10 +38,13 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct xlb_pkt *p
         a = ip->saddr;
         ip->saddr = ip->daddr;
         ip->daddr = a;
-        old = *(__u16 *)&ip->ttl;
+        /* Words are read with memcpy: a __u16 load after a __u8 store
+         * through the struct may be reordered under strict aliasing. */
+        __builtin_memcpy(&old, &ip->ttl, 2);
         ip->ttl = XLB_TUNNEL_TTL;
-        ip->check = csum_replace16(ip->check, old, *(__u16 *)&ip->ttl);
-        old = *(__u16 *)ic;
+        __builtin_memcpy(&new, &ip->ttl, 2);
+        ip->check = csum_replace16(ip->check, old, new);
+        __builtin_memcpy(&old, ic, 2);
         ic->type = ICMP_ECHOREPLY_;
     } else {
         struct ipv6hdr *ip6 = data + (p->l3_off & XLB_L4_OFF_MAX);
@@ -53,10 +56,10 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct xlb_pkt *p
         ip6->saddr = ip6->daddr;
         ip6->daddr = a;
         ip6->hop_limit = XLB_TUNNEL_TTL;
-        old = *(__u16 *)ic;
+        __builtin_memcpy(&old, ic, 2);
         ic->type = ICMPV6_ECHO_REPLY_;
     }
-    new = *(__u16 *)ic;
+    __builtin_memcpy(&new, ic, 2);
     ic->checksum = csum_replace16(ic->checksum, old, new);
     swap_macs(eth);
     return XDP_TX;

@@ -185,10 +185,12 @@ static __always_inline int nh_refresh(struct xdp_md *ctx, const struct encap_pla
     return rc;
 }
 
-/* Encapsulate towards r and hand the frame to the next hop. */
+/* Encapsulate towards r and hand the frame to the next hop.  The real's
+ * counters count what leaves towards it, not what is dropped on the way. */
 static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
-                                   const struct xlb_service *vs, const struct xlb_real *r,
-                                   __u32 real_id, __u32 hash, __u64 now, __u32 bytes)
+                                   const struct xlb_service *vs,
+                                   const struct xlb_real *r, __u32 real_id, __u32 hash,
+                                   __u64 now, __u32 bytes, int new_flow)
 {
     struct encap_plan e = {};
     struct xlb_nh *nh;
@@ -227,6 +229,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
 
     if (encap_push(ctx, p, &e, hash))
         return verdict(XDP_DROP, XLB_R_DROP_ENCAP, bytes);
+    count(&xlb_real_stats, real_id, bytes, new_flow);
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
         /* The stack resolves the neighbour and forwards this frame. */
         return verdict(XDP_PASS, XLB_R_PASS_NO_NEIGH, bytes);
@@ -325,7 +328,7 @@ int xlb_balancer(struct xdp_md *ctx)
     }
     new_flow = 1;
 send:
+    /* The service's counters count every packet addressed to it. */
     count(&xlb_vs_stats, vs_id, bytes, new_flow);
-    count(&xlb_real_stats, real_id, bytes, new_flow);
-    return forward(ctx, &p, vs, r, real_id, hash, now, bytes);
+    return forward(ctx, &p, vs, r, real_id, hash, now, bytes, new_flow);
 }

@@ -168,7 +168,9 @@ struct xlb_nh {
 #define XLB_SEL_SIZE_IDX 0
 #define XLB_SEL_EMPTY 0xffffffffu   /* slot with no real */
 
-/* Per-CPU counters, summed by userspace. */
+/* Per-CPU counters, summed by userspace.  xlb_vs_stats count every packet
+ * addressed to the service (dropped ones too; the reason is in xlb_reasons),
+ * xlb_real_stats what was sent to the real. */
 struct xlb_counters {
     __u64 packets;
     __u64 bytes;
