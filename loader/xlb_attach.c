@@ -42,11 +42,13 @@ static int libxdp_print(enum libxdp_print_level level, const char *fmt, va_list 
     return 0;
 }
 
+/* libbpf and libxdp explain failures we report ourselves with the cause and
+ * the fix (and libxdp warns on every attach where its dispatcher cannot
+ * load), so their messages are shown only with XLB_DEBUG set. */
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list args)
 {
-    if (level == LIBBPF_DEBUG && !getenv("XLB_DEBUG"))
-        return 0;
-    if (!getenv("XLB_DEBUG") && level != LIBBPF_WARN)
+    (void)level;
+    if (!getenv("XLB_DEBUG"))
         return 0;
     return vfprintf(stderr, fmt, args);
 }

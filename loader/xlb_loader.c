@@ -621,6 +621,11 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
     struct xlb_maglev_backend *b;
     struct xlb_service s;
     struct xlb_real *reals;
+    struct real_identity {      /* family and address: the same on every node */
+        __u8 family;
+        __u8 pad[3];
+        struct xlb_addr addr;
+    } *ids;
     uint32_t *table;
     size_t n = 0;
     int err;
@@ -629,8 +634,9 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
         return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
     b = calloc(XLB_MAX_REALS, sizeof(*b));
     reals = calloc(XLB_MAX_REALS, sizeof(*reals));
+    ids = calloc(XLB_MAX_REALS, sizeof(*ids));
     table = malloc(sizeof(*table) * s.ring_size);
-    if (!b || !reals || !table) {
+    if (!b || !reals || !ids || !table) {
         err = xlb_errf(e, ENOMEM, "out of memory");
         goto out;
     }
@@ -640,9 +646,10 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
         if (bpf_map_lookup_elem(m->reals, &id, r) || !(r->flags & XLB_REAL_F_ACTIVE) ||
             r->vs_id != vs_id)
             continue;
-        /* Identity: family and address, so every node builds the same table. */
-        b[n].id = &r->addr;
-        b[n].id_len = sizeof(r->addr);
+        ids[n].family = r->family;
+        ids[n].addr = r->addr;
+        b[n].id = &ids[n];
+        b[n].id_len = sizeof(ids[n]);
         b[n].weight = r->weight;
         b[n].value = id;
         n++;
@@ -657,6 +664,7 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
 out:
     free(b);
     free(reals);
+    free(ids);
     free(table);
     return err;
 }
