@@ -74,6 +74,10 @@ for t in tests/integration/test_*.sh; do
         XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \
         bash "$t"
 done
+# The encapsulation scenarios once more with the sanitizer build of xlbctl.
+run_shell "integration/test_encap-asan" env XLBCTL="$SAN_BUILD/xlbctl" \
+    XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \
+    bash tests/integration/test_encap.sh
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then

@@ -396,34 +396,38 @@ static void status_table(json_t *st)
                json_string_value(json_object_get(v, "mode")));
     if (json_array_size(json_object_get(st, "interfaces")) == 0)
         printf(" none");
-    printf("\n\n%-4s %-30s %-6s %-8s %-5s %12s %14s %10s\n", "Prot", "LocalAddress:Port / "
-           "RemoteAddress", "Method", "Weight", "", "Packets", "Bytes", "NewFlows");
+    printf("\n\n%-4s %-40s %-6s %6s %12s %14s %10s  %s\n", "Prot",
+           "LocalAddress:Port / RemoteAddress", "Method", "Weight", "Packets", "Bytes",
+           "NewFlows", "Name");
     json_array_foreach(json_object_get(st, "services"), i, s) {
         char ap[80];
         const char *vip = json_string_value(json_object_get(s, "vip"));
 
         snprintf(ap, sizeof(ap), strchr(vip, ':') ? "[%s]:%lld" : "%s:%lld", vip,
                  json_integer_value(json_object_get(s, "port")));
-        printf("%-4s %-30s %-6s %-8s %-5s %12lld %14lld %10lld   %s\n",
+        printf("%-4s %-40s %-6s %6s %12lld %14lld %10lld  %s\n",
                json_string_value(json_object_get(s, "proto")), ap,
-               json_string_value(json_object_get(s, "method")), "", "",
+               json_string_value(json_object_get(s, "method")), "",
                json_integer_value(json_object_get(s, "packets")),
                json_integer_value(json_object_get(s, "bytes")),
                json_integer_value(json_object_get(s, "new_flows")),
                json_string_value(json_object_get(s, "name")));
         json_array_foreach(json_object_get(s, "reals"), j, r)
-            printf("  -> %-28s %-6s %-8lld %-5s %12lld %14lld %10lld   %s\n",
+            printf("  -> %-40s %-4s %6lld %12lld %14lld %10lld  %s\n",
                    json_string_value(json_object_get(r, "address")), "",
-                   json_integer_value(json_object_get(r, "weight")), "",
+                   json_integer_value(json_object_get(r, "weight")),
                    json_integer_value(json_object_get(r, "packets")),
                    json_integer_value(json_object_get(r, "bytes")),
                    json_integer_value(json_object_get(r, "new_flows")),
                    json_string_value(json_object_get(r, "name")));
     }
     printf("\nPackets by verdict:\n");
+    i = 0;
     json_object_foreach(json_object_get(st, "reasons"), k, v)
-        if (json_integer_value(v))
+        if (json_integer_value(v) && ++i)
             printf("  %-18s %lld\n", k, json_integer_value(v));
+    if (!i)
+        printf("  none yet\n");
 }
 
 static int cmd_status(struct args *a)
