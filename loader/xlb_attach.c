@@ -35,10 +35,11 @@ static int libxdp_print(enum libxdp_print_level level, const char *fmt, va_list 
     char line[256];
 
     vsnprintf(line, sizeof(line), fmt, args);
+    line[strcspn(line, "\n")] = '\0';
     if (level <= LIBXDP_WARN)
         snprintf(last_libxdp_msg, sizeof(last_libxdp_msg), "%s", line);
     if (getenv("XLB_DEBUG"))
-        fputs(line, stderr);
+        fprintf(stderr, "%s\n", line);
     return 0;
 }
 
@@ -88,9 +89,9 @@ int xlb_check_env(const char *bpffs, bool need_pin, struct xlb_err *e)
         st.f_type != BPF_FS_MAGIC && mount("bpf", parent, "bpf", 0, "mode=0700") == 0)
         fprintf(stderr, "xlb: mounted a BPF filesystem on %s\n", parent);
     if (statfs(parent, &st) != 0 || st.f_type != BPF_FS_MAGIC)
-        return xlb_errf(e, ENOENT, "%s is not on a BPF filesystem: mount one with "
-                        "'mount -t bpf bpf %s' (or choose another directory with --bpffs)",
-                        parent, parent);
+        return xlb_errf(e, ENOENT, "%s is not on a BPF filesystem: choose a directory under "
+                        "a bpffs mount with --bpffs (the usual one is /sys/fs/bpf; mount it "
+                        "with 'mount -t bpf bpf /sys/fs/bpf')", bpffs);
     if (mkdir(bpffs, 0700) != 0 && errno != EEXIST)
         return xlb_errf(e, errno, "cannot create pin directory %s: %s", bpffs, strerror(errno));
     return 0;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -16,6 +17,8 @@
 
 struct xlb_decap {
     struct decap_bpf *skel;
+    char bpffs[256];
+    bool fresh_pins;            /* no pinned maps existed: this load creates them */
     struct xlb_decap_key *addrs;
     int n_addrs;
 };
@@ -45,6 +48,10 @@ int xlb_decap_open(const struct xlb_decap_opts *o, struct xlb_decap **out, struc
     d->n_addrs = o->n_addrs;
     d->skel->rodata->cfg_gue_port = o->gue_port ? o->gue_port : XLB_GUE_PORT_DEFAULT;
     if (!o->no_pin) {
+        uint32_t max;
+
+        snprintf(d->bpffs, sizeof(d->bpffs), "%s", bpffs);
+        d->fresh_pins = xlb_pinned_max_entries(bpffs, "xlb_decap_addrs", &max) != 0;
         err = xlb_pin_maps(d->skel->obj, bpffs, e);
         if (err)
             goto fail;
@@ -75,12 +82,20 @@ int xlb_decap_attach(struct xlb_decap *d, const char *ifname, enum xlb_mode mode
 {
     int err;
 
+    if (!if_nametoindex(ifname))
+        return xlb_errf(e, ENODEV, "no interface named %s in this network namespace "
+                        "(see 'ip link')", ifname);
     if (bpf_program__fd(d->skel->progs.xlb_decap) < 0) {
         err = xlb_decap_load(d, e);
         if (err)
             return err;
     }
-    return xlb_attach_prog(d->skel->obj, DECAP_PROG, ifname, mode, e);
+    err = xlb_attach_prog(d->skel->obj, DECAP_PROG, ifname, mode, e);
+    if (err && d->fresh_pins) {
+        bpf_object__unpin_maps(d->skel->obj, NULL);
+        rmdir(d->bpffs);
+    }
+    return err;
 }
 
 int xlb_decap_prog_fd(const struct xlb_decap *d)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <net/if.h>
 #include <sys/utsname.h>
 #include <netinet/in.h>
 #include <zlib.h>
@@ -31,6 +32,7 @@ struct xlb_dp {
     struct xlb_maps maps;
     char bpffs[256];
     bool no_pin;
+    bool fresh_pins;            /* no pinned maps existed: this load creates them */
 };
 
 static const char *const map_names[] = {
@@ -154,6 +156,8 @@ int xlb_dp_open(const struct xlb_load_opts *o, struct xlb_dp **out, struct xlb_e
             goto fail;
         }
         conn_size = pinned;
+    } else {
+        dp->fresh_pins = !o->no_pin;
     }
     if (!conn_size)
         conn_size = XLB_CONN_TABLE_DEFAULT;
@@ -211,14 +215,25 @@ int xlb_dp_attach(struct xlb_dp *dp, const char *ifname, enum xlb_mode mode, str
 
     /* Load here rather than in libxdp so that a failure is reported with
      * its cause; libxdp still chooses dispatcher or direct attachment. */
+    if (!if_nametoindex(ifname))
+        return xlb_errf(e, ENODEV, "no interface named %s in this network namespace "
+                        "(see 'ip link')", ifname);
     if (bpf_program__fd(dp->skel->progs.xlb_balancer) < 0) {
         err = xlb_dp_load(dp, e);
         if (err)
             return err;
     }
     err = xlb_attach_prog(dp->skel->obj, PROG_NAME, ifname, mode, e);
-    if (!err)
+    if (!err) {
         warn_forwarding(ifname);
+        return 0;
+    }
+    /* Leave nothing behind that this failed load created; maps that were
+     * pinned before hold live state and stay. */
+    if (dp->fresh_pins) {
+        bpf_object__unpin_maps(dp->skel->obj, NULL);
+        rmdir(dp->bpffs);
+    }
     return err;
 }
 
