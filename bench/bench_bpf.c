@@ -138,7 +138,7 @@ static size_t build(struct pkt_spec *s, const char *src, const char *dst, uint16
 
 int main(int argc, char **argv)
 {
-    struct xlb_load_opts lo = { .no_pin = true, .conn_table_size = 1 << 21 };
+    struct xlb_load_opts lo = { .no_pin = true };  /* the default table size */
     struct xlb_service_spec sp = { .name = "bench", .port = 80, .proto = IPPROTO_TCP,
                                    .method = XLB_FWD_IPIP };
     struct bench_frame_v fv = {};
@@ -219,8 +219,8 @@ int main(int argc, char **argv)
 
     cost_syn = h_syn - harness_stamp + tx;
     cost_ack = h_ack - harness_tx + tx;
-    printf("xdp bench: %u iterations x %d runs (median), 100 reals, Maglev M=65537\n", repeat,
-           RUNS);
+    printf("xdp bench: %u iterations x %d runs (median), 100 reals, Maglev M=65537, "
+           "connection table %d entries\n", repeat, RUNS, XLB_CONN_TABLE_DEFAULT);
     printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_TX", tx);
     printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_PASS", pass);
     printf("  %-34s %8.1f / %.1f ns/pkt\n", "harness overhead (subtracted)", harness_tx - tx,
