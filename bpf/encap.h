@@ -197,8 +197,10 @@ static __always_inline int encap_push(struct xdp_md *ctx, struct xlb_pkt *p,
         oh->ihl = 5;
         oh->tos = p->tos;
         oh->tot_len = bpf_htons(p->ip_len + e->hdr_len);
-        oh->id = 0;
+        /* With DF clear the outer packet may be fragmented on the way, so
+         * it needs an identification that varies (RFC 6864). */
         oh->frag_off = p->df ? bpf_htons(IP_DF_) : 0;
+        oh->id = p->df ? 0 : (__u16)bpf_get_prandom_u32();
         oh->ttl = XLB_TUNNEL_TTL;
         oh->protocol = e->gue ? IPPROTO_UDP : e->inner_nh;
         oh->check = 0;

@@ -114,6 +114,15 @@ static __always_inline struct xlb_real *usable_real(__u32 real_id, __u32 vs_id)
     return r;
 }
 
+/* The real a recorded flow was placed on, if that very real is still in
+ * the service: ids are reused, generations are not. */
+static __always_inline struct xlb_real *flow_real(const struct xlb_flow_value *f)
+{
+    struct xlb_real *r = usable_real(f->real_id, f->vs_id);
+
+    return r && r->gen == f->real_gen ? r : NULL;
+}
+
 /* Pick a real for a new flow from the service's selection table. */
 static __always_inline __u32 select_real(__u32 vs_id, __u32 hash)
 {
@@ -296,7 +305,7 @@ int xlb_balancer(struct xdp_md *ctx)
         real_id = flow->real_id;
         vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
         if (vs && (vs->flags & XLB_VS_F_ACTIVE))
-            r = usable_real(real_id, vs_id);
+            r = flow_real(flow);
         if (r) {
             hash = flow->hash;
             if (now - flow->last_seen_ns > XLB_CONN_TOUCH_NS)
@@ -322,6 +331,7 @@ int xlb_balancer(struct xdp_md *ctx)
     {
         struct xlb_flow_value nf = {
             .real_id = real_id, .vs_id = vs_id, .last_seen_ns = now, .hash = hash,
+            .real_gen = r->gen,
         };
 
         bpf_map_update_elem(&xlb_conns, &p.key, &nf, BPF_ANY);

@@ -13,7 +13,8 @@
  *   - loader/xlb_names.c    (xlb_reason_name: one string per enum xlb_reason)
  *   - tests/bpf/            (fixtures that read counters)
  * Changing a struct layout is an incompatible change for pinned maps: bump
- * XLB_ABI_VERSION so that a loader refuses to reuse maps of another layout.
+ * XLB_ABI_VERSION; the loader compares it with xlb_meta in the pinned maps
+ * and refuses to reuse maps of another layout.
  */
 #ifndef XLB_ABI_H
 #define XLB_ABI_H
@@ -22,7 +23,7 @@
 #include <linux/types.h>
 #endif
 
-#define XLB_ABI_VERSION 1
+#define XLB_ABI_VERSION 2
 
 /* Sizes.  Each may be overridden at build time (-DXLB_MAX_SERVICES=...). */
 #ifndef XLB_MAX_SERVICES
@@ -112,6 +113,7 @@ struct xlb_real {
     __u8 flags;                 /* XLB_REAL_F_* */
     __u8 pad[2];
     __u32 weight;               /* control plane: share in the selection table */
+    __u32 gen;                  /* bumped each time the slot is given to a real */
     char name[XLB_NAME_LEN];    /* control plane: NUL-terminated */
 };
 
@@ -129,10 +131,11 @@ struct xlb_flow_key {
 struct xlb_flow_value {
     __u32 real_id;
     __u32 vs_id;
-    __u64 last_seen_ns;         /* jiffies * ns per jiffy (xlb_dp_clock_ns()), refreshed
-                                 * at most once a second */
+    __u64 last_seen_ns;         /* jiffies * ns per jiffy (see xlb_ns_per_jiffy()),
+                                 * refreshed at most once a second */
     __u32 hash;                 /* flow hash, kept for the encapsulation entropy */
-    __u32 pad;
+    __u32 real_gen;             /* xlb_real.gen when the flow was placed: a slot
+                                 * given to another real no longer matches */
 };
 
 /*
@@ -153,9 +156,16 @@ struct xlb_nh {
     __u32 ifindex;              /* egress */
     __u32 in_ifindex;           /* the ingress the lookup was made for */
     __u32 mtu;                  /* route MTU, 0 = not known */
-    __u32 pad;
     struct xlb_addr src;        /* source chosen by the FIB (no tunnel source set) */
+    __u32 pad;
     __u64 expires_ns;
+};
+
+/* xlb_meta[0]: written by the loader; a pinned set of maps with another
+ * abi_version is refused rather than misread. */
+struct xlb_meta {
+    __u32 abi_version;          /* XLB_ABI_VERSION */
+    __u32 pad;
 };
 
 /*

@@ -59,6 +59,13 @@ struct {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct xlb_meta);
+} xlb_meta SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, XLB_VIP_FILTER_WORDS);
     __type(key, __u32);
     __type(value, __u64);

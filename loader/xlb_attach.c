@@ -65,6 +65,15 @@ void xlb_libs_init(void)
     libbpf_set_print(libbpf_print);
 }
 
+/* True when this process does not share PID 1's mount namespace. */
+static bool private_mount_ns(void)
+{
+    struct stat self, init;
+
+    return stat("/proc/self/ns/mnt", &self) == 0 && stat("/proc/1/ns/mnt", &init) == 0 &&
+           self.st_ino != init.st_ino;
+}
+
 int xlb_check_env(const char *bpffs, bool need_pin, struct xlb_err *e)
 {
     struct statfs st;
@@ -86,8 +95,13 @@ int xlb_check_env(const char *bpffs, bool need_pin, struct xlb_err *e)
         *slash = '\0';
     /* Like bpftool: the standard location is mounted on demand. */
     if (!strcmp(parent, "/sys/fs/bpf") && statfs(parent, &st) == 0 &&
-        st.f_type != BPF_FS_MAGIC && mount("bpf", parent, "bpf", 0, "mode=0700") == 0)
+        st.f_type != BPF_FS_MAGIC && mount("bpf", parent, "bpf", 0, "mode=0700") == 0) {
         fprintf(stderr, "xlb: mounted a BPF filesystem on %s\n", parent);
+        if (private_mount_ns())
+            fprintf(stderr, "xlb: warning: this process has a mount namespace of its own "
+                    "(ip netns exec?): the pins vanish when it exits; enter network "
+                    "namespaces with 'nsenter --net=/run/netns/NAME' instead\n");
+    }
     if (statfs(parent, &st) != 0 || st.f_type != BPF_FS_MAGIC)
         return xlb_errf(e, ENOENT, "%s is not on a BPF filesystem: choose a directory under "
                         "a bpffs mount with --bpffs (the usual one is /sys/fs/bpf; mount it "
@@ -200,6 +214,13 @@ int xlb_attach_prog(struct bpf_object *obj, const char *prog_name, const char *i
         enum xdp_attach_mode am = xdp_multiprog__attach_mode(mp);
         LIBBPF_OPTS(bpf_xdp_attach_opts, ao, .old_prog_fd = xdp_program__fd(old));
 
+        if ((mode == XLB_MODE_GENERIC && am != XDP_MODE_SKB) ||
+            (mode == XLB_MODE_NATIVE && am != XDP_MODE_NATIVE)) {
+            xdp_multiprog__close(mp);
+            return xlb_errf(e, EEXIST, "%s runs %s in %s mode; changing the mode needs "
+                            "'xlbctl unload --iface %s --keep-maps' first", ifname, prog_name,
+                            am == XDP_MODE_SKB ? "generic" : "native", ifname);
+        }
         fd = bpf_program__fd(bprog);
         if (fd < 0) {
             xdp_multiprog__close(mp);

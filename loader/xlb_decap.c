@@ -65,11 +65,28 @@ fail:
 
 int xlb_decap_load(struct xlb_decap *d, struct xlb_err *e)
 {
+    struct xlb_decap_key k, next, *prev = NULL;
     __u32 one = 1;
     int err = decap_bpf__load(d->skel);
+    int fd;
 
     if (err)
         return xlb_load_error(err, "the decap program", e);
+    /* A reused pinned map may hold endpoints of an earlier attach: the new
+     * set replaces them, it does not add to them. */
+    fd = bpf_map__fd(d->skel->maps.xlb_decap_addrs);
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        int keep = 0;
+
+        for (int i = 0; i < d->n_addrs; i++)
+            keep |= !memcmp(&next, &d->addrs[i], sizeof(next));
+        if (!keep && bpf_map_delete_elem(fd, &next) == 0) {
+            prev = NULL;        /* deletion invalidates the cursor */
+            continue;
+        }
+        k = next;
+        prev = &k;
+    }
     for (int i = 0; i < d->n_addrs; i++)
         if (bpf_map__update_elem(d->skel->maps.xlb_decap_addrs, &d->addrs[i],
                                  sizeof(d->addrs[i]), &one, sizeof(one), BPF_ANY))

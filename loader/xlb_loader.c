@@ -7,6 +7,7 @@
  * them again and continues; nothing is kept only in a process.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,14 @@ struct xlb_dp {
 static const char *const map_names[] = {
     "xlb_vips", "xlb_vip_addrs", "xlb_services", "xlb_reals", "xlb_conns",
     "xlb_sel", "xlb_vs_stats", "xlb_real_stats", "xlb_reasons", "xlb_vip_filter",
-    "xlb_nh_cache",
+    "xlb_nh_cache", "xlb_meta",
 };
 
 static int *map_slot(struct xlb_maps *m, size_t i)
 {
     int *slots[] = { &m->vips, &m->vip_addrs, &m->services, &m->reals, &m->conns,
                      &m->sel, &m->vs_stats, &m->real_stats, &m->reasons, &m->vip_filter,
-                     &m->nh_cache };
+                     &m->nh_cache, &m->meta };
     return slots[i];
 }
 
@@ -66,6 +67,7 @@ static void fill_maps_from_skel(struct xlb_dp *dp)
     dp->maps.reasons = bpf_map__fd(s->maps.xlb_reasons);
     dp->maps.vip_filter = bpf_map__fd(s->maps.xlb_vip_filter);
     dp->maps.nh_cache = bpf_map__fd(s->maps.xlb_nh_cache);
+    dp->maps.meta = bpf_map__fd(s->maps.xlb_meta);
 }
 
 /* CONFIG_HZ of the running kernel from its config, or 0. */
@@ -103,6 +105,35 @@ uint64_t xlb_ns_per_jiffy(void)
         }
     }
     return 1000000000ull / hz;
+}
+
+/* Pinned maps of another layout must not be reused: compare the version
+ * the loader that created them recorded. */
+static int check_pinned_abi(const char *bpffs, struct xlb_err *e)
+{
+    struct xlb_meta meta = {};
+    __u32 zero = 0;
+    char path[512];
+    int fd, err = 0;
+
+    snprintf(path, sizeof(path), "%s/xlb_meta", bpffs);
+    fd = bpf_obj_get(path);
+    if (fd < 0) {
+        snprintf(path, sizeof(path), "%s/xlb_conns", bpffs);
+        if (access(path, F_OK) != 0)
+            return 0;           /* nothing pinned yet */
+    } else if (bpf_map_lookup_elem(fd, &zero, &meta) == 0 &&
+               (meta.abi_version == XLB_ABI_VERSION || meta.abi_version == 0)) {
+        close(fd);
+        return 0;
+    }
+    if (fd >= 0)
+        close(fd);
+    err = xlb_errf(e, EPROTO, "the maps pinned in %s were made by an xlb with another map "
+                   "layout (version %u, this is %u): 'xlbctl unload' removes them (and the "
+                   "flows they hold), then load again", bpffs, meta.abi_version,
+                   XLB_ABI_VERSION);
+    return err;
 }
 
 static uint32_t host_bits(uint8_t plen, uint8_t full, uint32_t max_bits)
@@ -146,6 +177,11 @@ int xlb_dp_open(const struct xlb_load_opts *o, struct xlb_dp **out, struct xlb_e
     dp->skel->rodata->cfg_gue_port = o->gue_port ? o->gue_port : XLB_GUE_PORT_DEFAULT;
     dp->skel->rodata->cfg_ns_per_jiffy = xlb_ns_per_jiffy();
 
+    if (!o->no_pin) {
+        err = check_pinned_abi(bpffs, e);
+        if (err)
+            goto fail;
+    }
     /* The connection table keeps the size it was pinned with unless the
      * caller asks for another, which needs an unload first. */
     if (!o->no_pin && xlb_pinned_max_entries(bpffs, "xlb_conns", &pinned) == 0) {
@@ -176,11 +212,15 @@ fail:
 
 int xlb_dp_load(struct xlb_dp *dp, struct xlb_err *e)
 {
+    struct xlb_meta meta = { .abi_version = XLB_ABI_VERSION };
+    __u32 zero = 0;
     int err = xlb_bpf__load(dp->skel);
 
     if (err)
         return xlb_load_error(err, "the balancer program", e);
     fill_maps_from_skel(dp);
+    if (bpf_map_update_elem(dp->maps.meta, &zero, &meta, BPF_ANY))
+        return xlb_errf(e, errno, "cannot write xlb_meta: %s", strerror(errno));
     return 0;
 }
 
@@ -267,6 +307,8 @@ int xlb_maps_open_pinned(const char *bpffs, struct xlb_maps *m, struct xlb_err *
     for (size_t i = 0; i < N_MAPS; i++) {
         snprintf(path, sizeof(path), "%s/%s", bpffs, map_names[i]);
         *map_slot(m, i) = bpf_obj_get(path);
+        if (*map_slot(m, i) < 0 && errno == ENOENT && i > 0 && !strcmp(map_names[i], "xlb_meta"))
+            errno = EPROTO;     /* the other maps exist: an older layout */
         if (*map_slot(m, i) < 0) {
             int err = errno;
 
@@ -274,11 +316,13 @@ int xlb_maps_open_pinned(const char *bpffs, struct xlb_maps *m, struct xlb_err *
             if (err == ENOENT)
                 return xlb_errf(e, err, "no xlb data plane pinned at %s: run 'xlbctl load "
                                 "--iface IF' first (or pass the right --bpffs)", bpffs);
+            if (err == EPROTO)
+                return check_pinned_abi(bpffs, e);
             return xlb_errf(e, err, "cannot open %s: %s%s", path, strerror(err),
                             err == EPERM || err == EACCES ? " (run as root)" : "");
         }
     }
-    return 0;
+    return check_pinned_abi(bpffs, e) ? (xlb_maps_close(m), -EPROTO) : 0;
 }
 
 void xlb_maps_close(struct xlb_maps *m)
@@ -301,10 +345,11 @@ int xlb_detach(const char *bpffs, const char *ifname, bool unpin, struct xlb_err
     if (!bpffs)
         bpffs = XLB_BPFFS_DEFAULT;
     err = xlb_detach_prog(ifname, PROG_NAME, e);
-    if (err)
+    /* An interface that is gone runs nothing: go on and unpin. */
+    if (err && err != -ENODEV)
         return err;
     if (!unpin || xlb_ifaces_running(PROG_NAME, ifs, 1) > 0)
-        return 0;
+        return err;
     for (size_t i = 0; i < N_MAPS; i++) {
         snprintf(path, sizeof(path), "%s/%s", bpffs, map_names[i]);
         unlink(path);
@@ -319,6 +364,18 @@ int xlb_attached_ifaces(struct xlb_iface *out, int max)
 }
 
 /* ---- typed operations ---- */
+
+/* Names appear in metrics labels, JSON and file names: letters, digits,
+ * '.', '_' and '-' only. */
+static int name_ok(const char *name)
+{
+    size_t n = name ? strlen(name) : 0;
+
+    if (n == 0 || n >= XLB_NAME_LEN)
+        return 0;
+    return strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+           == n;
+}
 
 static int addr_eq(const struct xlb_addr *a, const struct xlb_addr *b)
 {
@@ -430,9 +487,9 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     uint32_t id, ring = sp->ring_size ? sp->ring_size : XLB_RING_DEFAULT;
     int err;
 
-    if (!sp->name || !sp->name[0] || strlen(sp->name) >= XLB_NAME_LEN)
-        return xlb_errf(e, EINVAL, "a service needs a name of 1 to %d characters",
-                        XLB_NAME_LEN - 1);
+    if (!name_ok(sp->name))
+        return xlb_errf(e, EINVAL, "service name '%s' is not valid: use 1 to %d letters, "
+                        "digits, '.', '_' or '-'", sp->name ? sp->name : "", XLB_NAME_LEN - 1);
     if (sp->method != XLB_FWD_IPIP && sp->method != XLB_FWD_GUE)
         return xlb_errf(e, EINVAL, "service %s: forwarding method must be ipip or gue",
                         sp->name);
@@ -480,10 +537,27 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
         return xlb_errf(e, err, "cannot add the VIP of service %s: %s", sp->name,
                         strerror(err));
     }
-    vip_addr_ref(m, sp->family, &sp->vip, +1);
+    err = vip_addr_ref(m, sp->family, &sp->vip, +1);
+    if (err) {
+        xlb_service_del(m, sp->name, NULL);
+        return xlb_errf(e, -err, "cannot register the VIP of service %s: %s", sp->name,
+                        strerror(-err));
+    }
     if (vs_id)
         *vs_id = id;
     return 0;
+}
+
+/* Take a real slot out of service, keeping its generation. */
+static int real_slot_clear(const struct xlb_maps *m, uint32_t id)
+{
+    struct xlb_real r;
+
+    if (bpf_map_lookup_elem(m->reals, &id, &r))
+        return -errno;
+    memset(&r, 0, offsetof(struct xlb_real, gen));
+    memset(r.name, 0, sizeof(r.name));
+    return bpf_map_update_elem(m->reals, &id, &r, BPF_ANY) ? -errno : 0;
 }
 
 int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *e)
@@ -491,7 +565,7 @@ int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *
     struct xlb_vip_key k, next;
     struct xlb_vip_value v;
     struct xlb_service s, zero = {};
-    struct xlb_real r, rz = {};
+    struct xlb_real r;
     uint32_t id;
     void *prev = NULL;
 
@@ -513,7 +587,7 @@ int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *
     for (uint32_t rid = 0; rid < XLB_MAX_REALS; rid++)
         if (bpf_map_lookup_elem(m->reals, &rid, &r) == 0 && (r.flags & XLB_REAL_F_ACTIVE) &&
             r.vs_id == id)
-            bpf_map_update_elem(m->reals, &rid, &rz, BPF_ANY);
+            real_slot_clear(m, rid);
     return 0;
 }
 
@@ -552,9 +626,9 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                         s.name, abuf);
     if (xlb_real_find(m, vs_id, family, addr, &id) == 0)
         return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
-    if (name && strlen(name) >= XLB_NAME_LEN)
-        return xlb_errf(e, EINVAL, "real name %s is longer than %d characters", name,
-                        XLB_NAME_LEN - 1);
+    if (name && !name_ok(name))
+        return xlb_errf(e, EINVAL, "real name '%s' is not valid: use 1 to %d letters, "
+                        "digits, '.', '_' or '-'", name, XLB_NAME_LEN - 1);
     for (id = 0; id < XLB_MAX_REALS; id++) {
         if (bpf_map_lookup_elem(m->reals, &id, &cur))
             return xlb_errf(e, errno, "cannot read xlb_reals: %s", strerror(errno));
@@ -568,6 +642,7 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
     r.family = family;
     r.flags = XLB_REAL_F_ACTIVE;
     r.weight = weight;
+    r.gen = cur.gen + 1;        /* flows placed on the slot's former real don't match */
     snprintf(r.name, sizeof(r.name), "%s", name ? name : abuf);
     xlb_counters_clear(m->real_stats, id);
     percpu_clear(m->nh_cache, id, sizeof(struct xlb_nh));  /* the id may have named another real */
@@ -581,13 +656,25 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
 int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, struct xlb_err *e)
 {
-    struct xlb_real zero = {};
+    struct xlb_real r;
     uint32_t id;
+    int err;
 
     if (xlb_real_find(m, vs_id, family, addr, &id))
         return xlb_errf(e, ENOENT, "no such real in service %u", vs_id);
-    if (bpf_map_update_elem(m->reals, &id, &zero, BPF_ANY))
-        return xlb_errf(e, errno, "cannot remove real %u: %s", id, strerror(errno));
+    /* First a table without it, so that no new flow is sent to a slot that
+     * is about to be empty; then the real itself. */
+    if (bpf_map_lookup_elem(m->reals, &id, &r) == 0 && r.weight) {
+        r.weight = 0;
+        if (bpf_map_update_elem(m->reals, &id, &r, BPF_ANY) == 0) {
+            err = xlb_service_rebuild(m, vs_id, e);
+            if (err)
+                return err;
+        }
+    }
+    err = real_slot_clear(m, id);
+    if (err)
+        return xlb_errf(e, -err, "cannot remove real %u: %s", id, strerror(-err));
     return 0;
 }
 

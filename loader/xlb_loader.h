@@ -44,7 +44,7 @@ struct xlb_load_opts {
 /* File descriptors of the balancer's maps (see xlb_abi.h). */
 struct xlb_maps {
     int vips, vip_addrs, services, reals, conns, sel, vs_stats, real_stats, reasons,
-        vip_filter, nh_cache;
+        vip_filter, nh_cache, meta;
 };
 
 struct xlb_dp;

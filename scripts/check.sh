@@ -7,6 +7,8 @@
 set -uo pipefail
 
 BUILD=${1:-build}
+# Nothing from the caller's environment may narrow a suite.
+unset XLBT_SCENARIOS $(env | sed -n 's/^\(CRITERION_[A-Z_]*\)=.*/\1/p')
 SAN_BUILD=${BUILD}-san
 total_pass=0
 total_fail=0
@@ -30,7 +32,13 @@ run_criterion() {
     set -- $fail
     total_pass=$((total_pass + pass))
     total_fail=$((total_fail + $1 + $2))
-    if [ "$rc" -ne 0 ] || [ $(($1 + $2)) -ne 0 ]; then failed_suites+=("$name"); fi
+    if [ "$pass" -eq 0 ]; then
+        echo "check: suite $name ran no test"
+        total_fail=$((total_fail + 1))
+    fi
+    if [ "$rc" -ne 0 ] || [ $(($1 + $2)) -ne 0 ] || [ "$pass" -eq 0 ]; then
+        failed_suites+=("$name")
+    fi
 }
 
 # Shell suites print "N passed, M failed" as their last line.
@@ -45,10 +53,15 @@ run_shell() {
         echo "check: suite $name printed no summary (exit $rc)"
         total_fail=$((total_fail + 1)); failed_suites+=("$name"); return
     fi
-    total_pass=$((total_pass + ${line%% passed*}))
+    local p=${line%% passed*}
     local f=${line#*passed, }; f=${f%% failed*}
+    total_pass=$((total_pass + p))
     total_fail=$((total_fail + f))
-    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ]; then failed_suites+=("$name"); fi
+    if [ "$p" -eq 0 ]; then
+        echo "check: suite $name ran no test"
+        total_fail=$((total_fail + 1))
+    fi
+    if [ "$rc" -ne 0 ] || [ "$f" -ne 0 ] || [ "$p" -eq 0 ]; then failed_suites+=("$name"); fi
 }
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -6,11 +6,14 @@
  * how to fix it), 2 usage error.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <jansson.h>
 
@@ -230,13 +233,26 @@ static int cmd_unload(struct args *a)
     return 0;
 }
 
-static int open_maps(struct args *a, struct xlb_maps *m)
+/* Open the pinned maps.  Commands that change them hold an exclusive lock
+ * on the pin directory until exit, so that two writers never pick the same
+ * free slot. */
+static int open_maps(struct args *a, struct xlb_maps *m, bool write)
 {
+    const char *dir = a->bpffs ? a->bpffs : XLB_BPFFS_DEFAULT;
     struct xlb_err e;
+    int fd;
 
     if (xlb_maps_open_pinned(a->bpffs, m, &e))
         return fail(&e);
-    return 0;
+    if (!write)
+        return 0;
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || flock(fd, LOCK_EX) != 0) {
+        fprintf(stderr, "xlbctl: cannot lock %s: %s\n", dir, strerror(errno));
+        xlb_maps_close(m);
+        return 1;
+    }
+    return 0;                   /* the lock goes with the process */
 }
 
 static int cmd_service(struct args *a)
@@ -267,13 +283,13 @@ static int cmd_service(struct args *a)
             sp.method = XLB_FWD_GUE;
         else
             usage_exit("--method must be ipip or gue, not '%s'", a->method);
-        if (open_maps(a, &m))
+        if (open_maps(a, &m, true))
             return 1;
         if (xlb_service_add(&m, &sp, NULL, &e))
             rc = fail(&e);
     } else if (!strcmp(a->pos[0], "del")) {
         only(a, "service del", 0);
-        if (open_maps(a, &m))
+        if (open_maps(a, &m, true))
             return 1;
         if (xlb_service_del(&m, a->pos[1], &e))
             rc = fail(&e);
@@ -301,7 +317,7 @@ static int cmd_real(struct args *a)
     only(a, add ? "real add" : "real del", add ? O(WEIGHT) | O(NAME) : 0);
     if (xlb_addr_parse(a->pos[2], &addr, &fam, NULL))
         usage_exit("'%s' is not an IPv4 or IPv6 address", a->pos[2]);
-    if (open_maps(a, &m))
+    if (open_maps(a, &m, true))
         return 1;
     if (xlb_service_find(&m, a->pos[1], &vs_id, NULL)) {
         fprintf(stderr, "xlbctl: no service named %s (see 'xlbctl status')\n", a->pos[1]);
@@ -436,7 +452,7 @@ static int cmd_status(struct args *a)
     json_t *st;
 
     only(a, "status", O(JSON));
-    if (open_maps(a, &m))
+    if (open_maps(a, &m, false))
         return 1;
     st = status_json(&m);
     xlb_maps_close(&m);
@@ -462,7 +478,7 @@ static int cmd_decap(struct args *a)
         struct xlb_decap_key keys[XLB_MAX_DECAP_ADDRS] = {};
         struct xlb_decap_opts o = { .bpffs = a->bpffs, .gue_port = a->gue,
                                     .n_addrs = a->naddrs, .addrs = keys };
-        struct xlb_decap *d;
+        struct xlb_decap *d = NULL;
         int err;
 
         only(a, "decap attach", O(IFACE) | O(ADDR) | O(GUE) | O(MODE));

@@ -108,7 +108,9 @@ static void check_encap(const char *what, struct xt_lb *lb, const struct pkt_spe
         cr_assert_eq(o[0], 0x45, "%s: outer version/IHL 0x%02x", what, o[0]);
         cr_assert_eq(o[1], tos, "%s: outer TOS 0x%02x, inner 0x%02x", what, o[1], tos);
         cr_assert_eq(rd16(o + 2), hlen + inner_len, "%s: outer total length", what);
-        cr_assert_eq(rd16(o + 4), 0, "%s: outer id", what);
+        if (df)
+            cr_assert_eq(rd16(o + 4), 0, "%s: outer id with DF", what);
+        /* without DF the id varies: encap::ipip_outer_identification */
         cr_assert_eq(rd16(o + 6), df ? PKT_DF : 0, "%s: outer DF/offset 0x%04x (inner DF %d)",
                      what, rd16(o + 6), df);
         cr_assert_eq(o[8], 64, "%s: TTL %u", what, o[8]);
@@ -417,5 +419,46 @@ Test(entropy, ip6ip6_source_short_host_part)
     }
     n = count_distinct(src, FLOWS, 16, 0, 16);
     cr_assert_geq(n, MIN_DISTINCT, "6in6 /120: %d flows used only %zu outer sources", FLOWS, n);
+    xt_lb_close(&lb);
+}
+
+/*
+ * The outer IPv4 identification: 0 with DF set (never fragmented on the
+ * way); varying from packet to packet without DF, so that fragments of
+ * different packets are never reassembled together (RFC 6864).
+ */
+Test(encap, ipip_outer_identification)
+{
+    static uint8_t in[XT_FRAME_MAX];
+    static struct xt_out out;
+    struct pkt_spec s = xt_spec(CLIENT4, VIP4, IPPROTO_TCP, 4000, 80, 20);
+    uint16_t ids[32];
+    struct pkt_view v;
+    size_t len, distinct = 0;
+    struct xt_lb lb;
+
+    one_service(&lb, VIP4, 80, IPPROTO_TCP, XLB_FWD_IPIP, REAL4);
+    s.frag_off = PKT_DF;
+    len = xt_build(&s, in);
+    xt_run_ok("DF set", lb.prog, in, len, &out);
+    cr_assert_eq(pkt_parse(out.data, out.len, &v), 0);
+    cr_assert_eq(rd16(out.data + v.l3_off + 4), 0, "outer id with DF");
+    cr_assert_eq(rd16(out.data + v.l3_off + 6), PKT_DF, "outer DF copied");
+
+    s.frag_off = 0;
+    len = xt_build(&s, in);
+    for (size_t i = 0; i < 32; i++) {
+        xt_run_ok("DF clear", lb.prog, in, len, &out);
+        cr_assert_eq(pkt_parse(out.data, out.len, &v), 0);
+        cr_assert_eq(rd16(out.data + v.l3_off + 6), 0, "outer DF clear");
+        ids[i] = rd16(out.data + v.l3_off + 4);
+        distinct++;
+        for (size_t j = 0; j < i; j++)
+            if (ids[j] == ids[i]) {
+                distinct--;
+                break;
+            }
+    }
+    cr_assert_geq(distinct, 24, "only %zu distinct outer ids in 32 packets", distinct);
     xt_lb_close(&lb);
 }

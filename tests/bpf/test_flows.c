@@ -179,6 +179,46 @@ Test(flows, last_real_removed)
     xt_lb_close(&lb);
 }
 
+/*
+ * Ids are reused: a service deleted and a new one added take the same
+ * service and real slots.  Flows recorded for the old service must not be
+ * sent to the new one's real.
+ */
+Test(flows, deleted_service_flows_do_not_reach_a_new_service)
+{
+    static uint8_t in[XT_FRAME_MAX];
+    static struct xt_out out;
+    struct pkt_spec s = xt_spec(CLIENT4, VIP4, IPPROTO_TCP, 5555, 80, 10);
+    struct xlb_reason_counter r[XLB_R_MAX];
+    struct xlb_err err;
+    struct xt_lb lb;
+    size_t len = xt_build(&s, in);
+    uint32_t a, b, ra, rb;
+
+    xt_lb_open(&lb, NULL);
+    a = xt_service(&lb, "a", VIP4, 80, IPPROTO_TCP, XLB_FWD_IPIP, 0);
+    ra = xt_real(&lb, a, "198.18.0.41", 1);
+    xt_rebuild(&lb, a);
+    xt_run_ok("service a", lb.prog, in, len, &out);
+    cr_assert_eq(out.verdict, XDP_TX);
+
+    cr_assert_eq(xlb_service_del(lb.m, "a", &err), 0, "%s", err.msg);
+    b = xt_service(&lb, "b", VIP4, 443, IPPROTO_TCP, XLB_FWD_IPIP, 0);
+    rb = xt_real(&lb, b, "198.18.0.42", 1);
+    xt_rebuild(&lb, b);
+    cr_assert(a == b && ra == rb, "the test needs reused ids (service %u/%u, real %u/%u)",
+              a, b, ra, rb);
+
+    xt_run_ok("old flow after the change", lb.prog, in, len, &out);
+    cr_assert_eq(out.verdict, XDP_PASS, "the old flow went %s, not to the stack",
+                 xt_verdict_name(out.verdict));
+    cr_assert_eq(out.len, len);
+    cr_assert_eq(memcmp(out.data, in, len), 0, "the passed frame was changed");
+    xt_reasons(lb.m->reasons, r);
+    cr_assert_eq(r[XLB_R_PASS_NOT_VIP].packets, 1);
+    xt_lb_close(&lb);
+}
+
 /* ---- counters ---- */
 
 TestSuite(counters, .init = xt_env_setup);
