@@ -449,6 +449,19 @@ xlbt_xdp_mode() {
 	fi
 }
 
+# Id of the XDP program attached to ROLE's interface ("ip -j link"; with
+# several attachments, the first); fails if none is attached.
+xlbt_xdp_prog_id() {
+	ip -n "$(xlbt_ns "$1")" -j link show dev "$XLBT_IFACE" 2>/dev/null | python3 -c '
+import json, sys
+x = json.load(sys.stdin)[0].get("xdp") or {}
+p = x.get("prog") or (x.get("attached") or [{}])[0].get("prog") or {}
+if "id" not in p:
+    sys.exit(1)
+print(p["id"])
+'
+}
+
 # rs_start_namesrv N [ARGS...]: run xlbt-namesrv --name rsN on both VIPs,
 # port ${XLBT_PORT:-80}, and wait until it answers (at most ~5 s).
 rs_start_namesrv() {

@@ -3,14 +3,17 @@
  * real server answered each of them.
  *
  *   xlbt-client --connect ADDR:PORT --count N [--exchanges K] [--timeout-ms T]
- *               [--parallel P] [--deadline-ms D] [--udp] [--json]
+ *               [--parallel P] [--deadline-ms D] [--interval-ms I] [--udp] [--json]
  *
  * Makes N connections, at most P at a time. On each one it sends K lines
  * "ping i\n" in lock step (the next line only after the reply to the previous
- * one) and reads one reply line per request, as sent by xlbt-namesrv. A
- * connection succeeds only if all K replies arrive within T milliseconds of its
- * start and carry the same name: every packet of the connection reached the
- * same real server. A reply with another name marks the connection
+ * one) and reads one reply line per request, as sent by xlbt-namesrv. With
+ * --interval-ms, each request after the first waits I milliseconds after the
+ * previous reply, so that a connection lives at least (K-1)*I ms (a reply or
+ * a reset arriving during the pause still counts). A connection succeeds only
+ * if all K replies arrive within T milliseconds of its start (pauses
+ * included) and carry the same name: every packet of the connection reached
+ * the same real server. A reply with another name marks the connection
  * "inconsistent" (and failed). The whole run stops at the deadline D; what is
  * unfinished then counts as failed.
  *
@@ -69,6 +72,8 @@ struct conn {
 	unsigned long id;
 	int64_t deadline;
 	unsigned long exch;  /* replies received so far */
+	bool pausing;        /* waiting for next_send before the next request */
+	int64_t next_send;
 	char req[48];
 	size_t req_len, req_sent;
 	bool awaiting;       /* request fully sent, reply outstanding */
@@ -89,7 +94,7 @@ static struct {
 	socklen_t sslen;
 	const char *target;
 	unsigned long count, exchanges, parallel;
-	long timeout_ms, deadline_ms;
+	long timeout_ms, deadline_ms, interval_ms;
 	bool json, udp;
 } cfg = {
 	.exchanges = 1,
@@ -111,10 +116,11 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: xlbt-client --connect ADDR:PORT --count N [--exchanges K] [--timeout-ms T]\n"
-		"                   [--parallel P] [--deadline-ms D] [--udp] [--json]\n"
-		"  N connections (at most P at once), K request/reply lines each; a connection\n"
-		"  succeeds if all K replies arrive within T ms and carry the same name.\n"
-		"  Defaults: K=1, T=2000, P=1, D=60000. IPv6: --connect [ADDR]:PORT.\n");
+		"                   [--parallel P] [--deadline-ms D] [--interval-ms I] [--udp] [--json]\n"
+		"  N connections (at most P at once), K request/reply lines each, I ms apart\n"
+		"  (from a reply to the next request); a connection succeeds if all K replies\n"
+		"  arrive within T ms of its start and carry the same name.\n"
+		"  Defaults: K=1, T=2000, P=1, D=60000, I=0. IPv6: --connect [ADDR]:PORT.\n");
 }
 
 static int64_t now_ms(void)
@@ -266,6 +272,15 @@ static void on_reply(struct conn *c, const char *name)
 		finish(c, true, E_COUNT, NULL);
 		return;
 	}
+	if (cfg.interval_ms > 0) {
+		/* Keep reading during the pause: data or a reset then is an error. */
+		c->awaiting = false;
+		c->pausing = true;
+		c->next_send = now_ms() + cfg.interval_ms;
+		if (want(c, EPOLLIN) < 0)
+			fail_errno(c, errno);
+		return;
+	}
 	next_request(c);
 }
 
@@ -281,7 +296,8 @@ static void on_readable(struct conn *c)
 			return;
 		}
 		if (!c->awaiting) {
-			finish(c, false, E_PROTOCOL, "reply before request");
+			finish(c, false, E_PROTOCOL, c->pausing ? "datagram between exchanges" :
+				"reply before request");
 			return;
 		}
 		if (n > 0 && buf[n - 1] == '\n')
@@ -303,7 +319,8 @@ static void on_readable(struct conn *c)
 		return;
 	}
 	if (n == 0) {
-		finish(c, false, E_CLOSED, "server closed the connection");
+		finish(c, false, E_CLOSED, c->pausing ? "server closed the connection between exchanges" :
+			"server closed the connection");
 		return;
 	}
 	c->line_len += (size_t)n;
@@ -459,6 +476,7 @@ int main(int argc, char **argv)
 		{ "timeout-ms", required_argument, NULL, 't' },
 		{ "parallel", required_argument, NULL, 'p' },
 		{ "deadline-ms", required_argument, NULL, 'd' },
+		{ "interval-ms", required_argument, NULL, 'i' },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -469,7 +487,7 @@ int main(int argc, char **argv)
 	int64_t end;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:n:k:t:p:d:ujh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:k:t:p:d:i:ujh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (xlbt_parse_hostport(optarg, &cfg.ss, &cfg.sslen) < 0) {
@@ -502,6 +520,11 @@ int main(int argc, char **argv)
 				goto bad_number;
 			cfg.deadline_ms = (long)v;
 			break;
+		case 'i':
+			if (parse_ulong(optarg, 0, 3600000, &v) < 0)
+				goto bad_number;
+			cfg.interval_ms = (long)v;
+			break;
 		case 'u':
 			cfg.udp = true;
 			break;
@@ -519,11 +542,17 @@ int main(int argc, char **argv)
 bad_number:
 		fprintf(stderr, "xlbt-client: bad value '%s' for --%s\n", optarg,
 			c == 'n' ? "count" : c == 'k' ? "exchanges" : c == 't' ? "timeout-ms" :
-			c == 'p' ? "parallel" : "deadline-ms");
+			c == 'p' ? "parallel" : c == 'd' ? "deadline-ms" : "interval-ms");
 		return 2;
 	}
 	if (optind != argc || !cfg.target || !have_count) {
 		usage(stderr);
+		return 2;
+	}
+	/* The pauses alone must leave time for the exchanges. */
+	if ((double)cfg.interval_ms * (double)(cfg.exchanges - 1) >= (double)cfg.timeout_ms) {
+		fprintf(stderr, "xlbt-client: --timeout-ms %ld cannot cover %lu pauses of --interval-ms %ld\n",
+			cfg.timeout_ms, cfg.exchanges - 1, cfg.interval_ms);
 		return 2;
 	}
 
@@ -554,9 +583,14 @@ bad_number:
 			continue;
 
 		wait = end - now;
-		for (unsigned long i = 0; i < cfg.parallel; i++)
-			if (conns[i].state != C_FREE && conns[i].deadline - now < wait)
+		for (unsigned long i = 0; i < cfg.parallel; i++) {
+			if (conns[i].state == C_FREE)
+				continue;
+			if (conns[i].deadline - now < wait)
 				wait = conns[i].deadline - now;
+			if (conns[i].pausing && conns[i].next_send - now < wait)
+				wait = conns[i].next_send - now;
+		}
 		if (wait < 0)
 			wait = 0;
 		n = epoll_wait(epfd, evs, 64, (int)wait);
@@ -571,9 +605,18 @@ bad_number:
 				on_event(cn, evs[i].events);
 		}
 		now = now_ms();
-		for (unsigned long i = 0; i < cfg.parallel; i++)
-			if (conns[i].state != C_FREE && now >= conns[i].deadline)
-				finish(&conns[i], false, E_TIMEOUT, NULL);
+		for (unsigned long i = 0; i < cfg.parallel; i++) {
+			struct conn *cn = &conns[i];
+
+			if (cn->state != C_FREE && now >= cn->deadline) {
+				finish(cn, false, E_TIMEOUT, NULL);
+				continue;
+			}
+			if (cn->state != C_FREE && cn->pausing && now >= cn->next_send) {
+				cn->pausing = false;
+				next_request(cn);
+			}
+		}
 	}
 
 	/* Deadline reached: whatever is still open or not yet started has failed. */
