@@ -133,6 +133,7 @@ static size_t build(struct pkt_spec *s, const char *src, const char *dst, uint16
     s->sport = sport;
     s->dport = dport;
     s->tcp_flags = flags;
+    s->frag_off = PKT_DF;       /* as TCP stacks send with path MTU discovery */
     return pkt_build(s, out, 256);
 }
 
