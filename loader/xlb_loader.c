@@ -773,49 +773,38 @@ out:
 
 /* ---- counters ---- */
 
-int xlb_counters_read(int map_fd, uint32_t id, struct xlb_counters *sum)
+/* Sum entry id of a per-CPU map whose value is n_words __u64 counters. */
+static int percpu_sum(int map_fd, uint32_t id, __u64 *sum, size_t n_words)
 {
     int ncpu = libbpf_num_possible_cpus();
-    struct xlb_counters *v;
+    __u64 *v;
 
-    memset(sum, 0, sizeof(*sum));
+    memset(sum, 0, n_words * sizeof(*sum));
     if (ncpu <= 0)
         return ncpu ? ncpu : -EINVAL;
-    v = calloc(ncpu, sizeof(*v));
+    v = calloc((size_t)ncpu * n_words, sizeof(*v));
     if (!v)
         return -ENOMEM;
     if (bpf_map_lookup_elem(map_fd, &id, v)) {
         free(v);
         return -errno;
     }
-    for (int i = 0; i < ncpu; i++) {
-        sum->packets += v[i].packets;
-        sum->bytes += v[i].bytes;
-        sum->new_flows += v[i].new_flows;
-    }
+    for (int cpu = 0; cpu < ncpu; cpu++)
+        for (size_t w = 0; w < n_words; w++)
+            sum[w] += v[cpu * n_words + w];
     free(v);
     return 0;
 }
 
+_Static_assert(sizeof(struct xlb_counters) % 8 == 0 &&
+               sizeof(struct xlb_reason_counter) % 8 == 0, "counters are __u64 words");
+
+int xlb_counters_read(int map_fd, uint32_t id, struct xlb_counters *sum)
+{
+    return percpu_sum(map_fd, id, (__u64 *)sum, sizeof(*sum) / 8);
+}
+
 int xlb_reason_read(int map_fd, uint32_t reason, struct xlb_reason_counter *sum)
 {
-    int ncpu = libbpf_num_possible_cpus();
-    struct xlb_reason_counter *v;
-
-    memset(sum, 0, sizeof(*sum));
-    if (ncpu <= 0)
-        return ncpu ? ncpu : -EINVAL;
-    v = calloc(ncpu, sizeof(*v));
-    if (!v)
-        return -ENOMEM;
-    if (bpf_map_lookup_elem(map_fd, &reason, v)) {
-        free(v);
-        return -errno;
-    }
-    for (int i = 0; i < ncpu; i++) {
-        sum->packets += v[i].packets;
-        sum->bytes += v[i].bytes;
-    }
-    free(v);
-    return 0;
+    return percpu_sum(map_fd, reason, (__u64 *)sum, sizeof(*sum) / 8);
 }
