@@ -22,7 +22,7 @@ struct xlb_pkt {
     __u8 fragment;              /* IPv4 or IPv6 fragment */
     __u8 df;                    /* IPv4 don't-fragment bit */
     __u8 icmp_type;
-    __u8 pad;
+    __u8 tcp_flags;             /* byte 13 of the TCP header (XLB_TCP_*), 0 otherwise */
     struct xlb_flow_key key;    /* addresses, ports, protocol, family */
 };
 
@@ -141,8 +141,8 @@ static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data, void *da
     return nh;
 }
 
-/* Transport header: ports for TCP/UDP, type for ICMP.  The whole fixed
- * header must be present (a TCP header of doff * 4 bytes). */
+/* Transport header: ports (and TCP flags) for TCP/UDP, type for ICMP.  The
+ * whole fixed header must be present (a TCP header of doff * 4 bytes). */
 static __always_inline int parse_l4(struct hdr_cursor *c, void *data, void *data_end,
                                     struct xlb_pkt *p)
 {
@@ -160,6 +160,7 @@ static __always_inline int parse_l4(struct hdr_cursor *c, void *data, void *data
             return PARSE_BAD_L4;
         p->key.sport_be = th->source;
         p->key.dport_be = th->dest;
+        p->tcp_flags = ((__u8 *)th)[13];
     } else if (p->key.proto == IPPROTO_UDP) {
         struct udphdr *uh = c->pos;
 

@@ -5,11 +5,14 @@
  * For every frame: parse; answer ICMP echo to a VIP; find the flow in the
  * connection table, or else look up the virtual service by (address, port,
  * protocol), then by (address, any port, protocol), pick a real server from
- * the service's selection table by the flow hash and remember it; then
- * encapsulate towards the real and send the frame out through the next hop
- * the FIB names (cached per real and CPU for a second).  Destinations that
- * cannot be VIPs leave after one read of a bitmap.  Anything that is not service traffic leaves unmodified
- * with XDP_PASS.  Every verdict is counted in xlb_reasons.
+ * the service's selection table (indexed by the 5-tuple hash, the source
+ * hash or a per-CPU sequence counter, as the service says) and remember it;
+ * then encapsulate towards the real and send the frame out through the next
+ * hop the FIB names (cached per real and CPU for a second).  An established
+ * flow is placed again when its real is gone or marked RESCHED, or when a
+ * SYN reopens a flow that was closed.  Destinations that cannot be VIPs
+ * leave after one read of a bitmap.  Anything that is not service traffic
+ * leaves unmodified with XDP_PASS.  Every verdict is counted in xlb_reasons.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -46,19 +49,6 @@ static __always_inline void count(void *map, __u32 id, __u32 bytes, int new_flow
         c->bytes += bytes;
         c->new_flows += new_flow;
     }
-}
-
-/* FNV-1a over the 32-bit words of the 5-tuple, then a murmur3 finaliser so
- * that every input bit reaches the low bits the table index uses. */
-static __always_inline __u32 flow_hash(const struct xlb_flow_key *k)
-{
-    const __u32 *w = (const __u32 *)k;
-    __u32 h = 0x811c9dc5;
-
-#pragma unroll
-    for (int i = 0; i < sizeof(*k) / 4; i++)
-        h = (h ^ w[i]) * 0x01000193;
-    return xlb_mix32(h);
 }
 
 /* Nanoseconds from the jiffies counter: one inlined load instead of a clock
@@ -123,22 +113,48 @@ static __always_inline struct xlb_real *flow_real(const struct xlb_flow_value *f
     return r && r->gen == f->real_gen ? r : NULL;
 }
 
-/* Pick a real for a new flow from the service's selection table. */
-static __always_inline __u32 select_real(__u32 vs_id, __u32 hash)
+/*
+ * Pick a real for a new flow from the service's selection table: entry
+ * (x % M) + 1, where x is this CPU's sequence position for XLB_VS_F_SEQ
+ * services (advanced by one), the source-address hash for
+ * XLB_VS_F_SRC_HASH, else the flow hash.  XLB_SEL_EMPTY when there is none.
+ */
+static __always_inline __u32 select_real(const struct xlb_service *vs, __u32 vs_id,
+                                         const struct xlb_pkt *p, __u32 hash)
 {
-    __u32 idx = XLB_SEL_SIZE_IDX;
-    __u32 *m, *rid;
+    __u32 idx = XLB_SEL_SIZE_IDX, x = hash, key = XLB_SEL_KEY(vs_id, vs->sel_slot);
+    __u32 *m, *rid, *pos;
     void *tbl;
 
-    tbl = bpf_map_lookup_elem(&xlb_sel, &vs_id);
+    tbl = bpf_map_lookup_elem(&xlb_sel, &key);
     if (!tbl)
         return XLB_SEL_EMPTY;
     m = bpf_map_lookup_elem(tbl, &idx);
     if (!m || *m == 0)
         return XLB_SEL_EMPTY;
-    idx = hash % *m + 1;
+    if (vs->flags & XLB_VS_F_SEQ) {
+        pos = bpf_map_lookup_elem(&xlb_rr, &vs_id);
+        if (!pos)
+            return XLB_SEL_EMPTY;
+        x = (*pos)++;           /* per CPU: no other writer */
+    } else if (vs->flags & XLB_VS_F_SRC_HASH) {
+        x = xlb_src_hash(&p->key.src);
+    }
+    idx = x % *m + 1;
     rid = bpf_map_lookup_elem(tbl, &idx);
     return rid ? *rid : XLB_SEL_EMPTY;
+}
+
+static __always_inline int tcp_closing(const struct xlb_pkt *p)
+{
+    return p->key.proto == IPPROTO_TCP && (p->tcp_flags & (XLB_TCP_FIN | XLB_TCP_RST));
+}
+
+/* A connection attempt: SYN without ACK. */
+static __always_inline int tcp_opening(const struct xlb_pkt *p)
+{
+    return p->key.proto == IPPROTO_TCP &&
+           (p->tcp_flags & (XLB_TCP_SYN | XLB_TCP_ACK)) == XLB_TCP_SYN;
 }
 
 static __always_inline void fib_request(struct bpf_fib_lookup *fib, const struct encap_plan *e,
@@ -269,7 +285,7 @@ int xlb_balancer(struct xdp_md *ctx)
     struct xlb_service *vs = NULL;
     struct xlb_flow_value *flow;
     struct xlb_real *r = NULL;
-    __u32 vs_id, real_id, hash;
+    __u32 vs_id, real_id, hash, closed = 0;
     __u64 now;
     int rc, new_flow = 0;
 
@@ -298,7 +314,10 @@ int xlb_balancer(struct xdp_md *ctx)
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
 
     now = coarse_now_ns();
-    /* Established flow: the connection table names service and real. */
+    /* Established flow: the connection table names service and real.  It
+     * is honoured while that real is in its service, is not marked
+     * RESCHED, and the packet does not open a new connection on a closed
+     * flow; else the packet is placed like a new flow, over the entry. */
     flow = bpf_map_lookup_elem(&xlb_conns, &p.key);
     if (flow) {
         vs_id = flow->vs_id;
@@ -306,8 +325,17 @@ int xlb_balancer(struct xdp_md *ctx)
         vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
         if (vs && (vs->flags & XLB_VS_F_ACTIVE))
             r = flow_real(flow);
-        if (r) {
+        if (flow->flags & XLB_FLOW_F_CLOSED) {
+            if (tcp_opening(&p))
+                r = NULL;
+            else
+                closed = XLB_FLOW_F_CLOSED;     /* kept if the flow is placed again */
+        }
+        if (r && !(r->flags & XLB_REAL_F_RESCHED)) {
             hash = flow->hash;
+            /* Written only on a change: the hot path stays a read. */
+            if (!closed && tcp_closing(&p))
+                flow->flags |= XLB_FLOW_F_CLOSED;
             if (now - flow->last_seen_ns > XLB_CONN_TOUCH_NS)
                 flow->last_seen_ns = now;
             goto send;
@@ -321,8 +349,8 @@ int xlb_balancer(struct xdp_md *ctx)
     vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
     if (!vs || !(vs->flags & XLB_VS_F_ACTIVE))
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
-    hash = flow_hash(&p.key);
-    real_id = select_real(vs_id, hash);
+    hash = xlb_flow_hash(&p.key);
+    real_id = select_real(vs, vs_id, &p, hash);
     r = usable_real(real_id, vs_id);
     if (!r) {
         count(&xlb_vs_stats, vs_id, bytes, 0);
@@ -331,7 +359,7 @@ int xlb_balancer(struct xdp_md *ctx)
     {
         struct xlb_flow_value nf = {
             .real_id = real_id, .vs_id = vs_id, .last_seen_ns = now, .hash = hash,
-            .real_gen = r->gen,
+            .real_gen = r->gen, .flags = tcp_closing(&p) ? XLB_FLOW_F_CLOSED : closed,
         };
 
         bpf_map_update_elem(&xlb_conns, &p.key, &nf, BPF_ANY);

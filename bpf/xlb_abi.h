@@ -8,10 +8,15 @@
  * by loader/, xlbctl and the tests (after <linux/types.h>).
  *
  * When this file changes, also change:
- *   - loader/xlb_loader.c   (map names, sizes, the typed add/remove calls)
- *   - xlbctl/xlbctl.c       (status output, reason names)
+ *   - bpf/xlb_maps.h        (a new map: its definition)
+ *   - loader/xlb_loader.h   (struct xlb_maps: one fd per map; the typed calls)
+ *   - loader/xlb_loader.c   (map_names/map_slot/fill_maps_from_skel, sizes, the
+ *                            typed add/remove/update calls, xlb_active_scan)
+ *   - xlbctl/xlbctl.c       (status output: service and real flags, reason names)
  *   - loader/xlb_names.c    (xlb_reason_name: one string per enum xlb_reason)
- *   - tests/bpf/            (fixtures that read counters)
+ *   - tests/bpf/            (fixtures that read counters, flow entries, flags)
+ *   - docs/design.md        (packet path, selection tables, real states)
+ *   - agent/                (the control plane reads and writes these structs)
  * Changing a struct layout is an incompatible change for pinned maps: bump
  * XLB_ABI_VERSION; the loader compares it with xlb_meta in the pinned maps
  * and refuses to reuse maps of another layout.
@@ -23,7 +28,7 @@
 #include <linux/types.h>
 #endif
 
-#define XLB_ABI_VERSION 2
+#define XLB_ABI_VERSION 4
 
 /* Sizes.  Each may be overridden at build time (-DXLB_MAX_SERVICES=...). */
 #ifndef XLB_MAX_SERVICES
@@ -42,7 +47,8 @@
 #define XLB_RING_DEFAULT 65537      /* Maglev table size, a prime */
 #endif
 #ifndef XLB_RING_MAX
-#define XLB_RING_MAX 1048573        /* largest prime a table may have */
+#define XLB_RING_MAX 1048573        /* largest selection table (a prime: the largest
+                                     * Maglev table) */
 #endif
 #ifndef XLB_MAX_DECAP_ADDRS
 #define XLB_MAX_DECAP_ADDRS 256
@@ -84,7 +90,20 @@ enum xlb_fwd_method {
     XLB_FWD_GUE = 2,            /* IP in UDP (GUE variant 1) */
 };
 
-#define XLB_VS_F_ACTIVE   (1u << 0)
+/*
+ * xlb_service.flags.  The table kind says how a new flow indexes the
+ * service's selection table (see xlb_sel below):
+ *   neither flag    the 5-tuple flow hash (Maglev: maglev, wlc ... schedulers)
+ *   XLB_VS_F_SEQ    a per-CPU counter (xlb_rr[vs_id]): the table is a weighted
+ *                   sequence, walked in order (rr, wrr and the like)
+ *   XLB_VS_F_SRC_HASH  a hash of the source address only, so that every port and
+ *                   protocol of one client lands on one real (sh, persistence)
+ * SEQ and SRC_HASH exclude each other.  In every kind the flow keeps its
+ * 5-tuple hash for the encapsulation entropy.
+ */
+#define XLB_VS_F_ACTIVE   (1u << 0)   /* slot in use */
+#define XLB_VS_F_SEQ      (1u << 1)
+#define XLB_VS_F_SRC_HASH (1u << 2)
 
 #define XLB_NAME_LEN 48
 
@@ -95,23 +114,38 @@ struct xlb_service {
     __u8 method;                /* enum xlb_fwd_method */
     __u8 family;                /* of the VIP */
     __u8 proto;                 /* IPPROTO_TCP / IPPROTO_UDP */
-    __u8 pad;
-    __u32 ring_size;            /* selection table size (prime) */
+    __u8 sel_slot;              /* which of its two xlb_sel tables is live */
+    __u32 ring_size;            /* size of the Maglev table xlb_service_rebuild()
+                                 * builds (prime); installed tables may differ */
     __be16 port_be;             /* first port; all ports are in xlb_vips */
     __u8 pad2[2];
     struct xlb_addr vip;
     char name[XLB_NAME_LEN];    /* NUL-terminated */
 };
 
-#define XLB_REAL_F_ACTIVE (1u << 0)
+/*
+ * xlb_real.flags.  ACTIVE: the slot is in use.  DRAIN, HALT and DOWN record
+ * the state the control plane gave the real (no new flows; existing flows
+ * continue or not as the control plane decides); the data plane ignores
+ * them: they are for bpftool dumps, xlbctl and an agent adopting the maps
+ * after a restart.  Keeping a real out of new flows is done by leaving it
+ * out of the selection table.  RESCHED is the one the data plane acts on:
+ * an established flow on this real is not honoured, its packet takes the
+ * new-flow path and the flow is placed again (its entry overwritten).
+ */
+#define XLB_REAL_F_ACTIVE  (1u << 0)
+#define XLB_REAL_F_DRAIN   (1u << 1)
+#define XLB_REAL_F_HALT    (1u << 2)
+#define XLB_REAL_F_DOWN    (1u << 3)
+#define XLB_REAL_F_RESCHED (1u << 4)
 
 /* xlb_reals[real_id]: one entry per (service, real server) pair. */
 struct xlb_real {
     struct xlb_addr addr;
     __u32 vs_id;                /* the service this entry belongs to */
     __u8 family;
-    __u8 flags;                 /* XLB_REAL_F_* */
-    __u8 pad[2];
+    __u8 pad;
+    __u16 flags;                /* XLB_REAL_F_* */
     __u32 weight;               /* control plane: share in the selection table */
     __u32 gen;                  /* bumped each time the slot is given to a real */
     char name[XLB_NAME_LEN];    /* control plane: NUL-terminated */
@@ -128,14 +162,25 @@ struct xlb_flow_key {
     __u8 pad[2];
 };
 
+/*
+ * xlb_flow_value.flags.  CLOSED: a TCP segment with FIN or RST came from the
+ * client.  The flow still goes to its real (the close handshake must get
+ * through), is no longer counted as active (xlb_active_scan), and a SYN
+ * without ACK on it starts a new connection: scheduled afresh.
+ */
+#define XLB_FLOW_F_CLOSED (1u << 0)
+
 struct xlb_flow_value {
     __u32 real_id;
     __u32 vs_id;
-    __u64 last_seen_ns;         /* jiffies * ns per jiffy (see xlb_ns_per_jiffy()),
+    __u64 last_seen_ns;         /* jiffies * ns per jiffy (see xlb_dp_clock_ns()),
                                  * refreshed at most once a second */
-    __u32 hash;                 /* flow hash, kept for the encapsulation entropy */
+    __u32 hash;                 /* 5-tuple flow hash, kept for the encapsulation
+                                 * entropy */
     __u32 real_gen;             /* xlb_real.gen when the flow was placed: a slot
                                  * given to another real no longer matches */
+    __u32 flags;                /* XLB_FLOW_F_*; written only when a bit changes */
+    __u32 pad;
 };
 
 /*
@@ -169,14 +214,33 @@ struct xlb_meta {
 };
 
 /*
- * xlb_sel: per-service selection tables, an array of maps indexed by vs_id.
- * Each inner map is an ARRAY of __u32 of M + 1 entries: entry 0 holds M (the
- * table size, a prime), entries 1..M hold real ids.  A new table is built in
- * a fresh inner map and installed by one update of the outer slot, so a
- * packet sees either the old table or the new one, never a mix.
+ * xlb_sel: per-service selection tables, an array of maps with two slots per
+ * service, XLB_SEL_KEY(vs_id, slot); xlb_service.sel_slot names the live one.
+ * Each inner map is an ARRAY of __u32 of at least M + 1 entries: entry 0
+ * holds M (the table size, 1..XLB_RING_MAX: a prime for Maglev tables, any
+ * length for sequences), entries 1..M hold real ids.  A new flow takes entry
+ * (x % M) + 1, x being the flow hash, the source hash or the service's
+ * per-CPU counter (see XLB_VS_F_*).
+ *
+ * A new table is written into the idle slot, then sel_slot is flipped with
+ * one update of the service: a packet sees the old table or the new one,
+ * never a mix.  Writing into the idle slot's existing inner map (when it is
+ * large enough) and flipping an array value avoids replacing an entry of the
+ * map-in-map, which waits for an RCU grace period (milliseconds): a state
+ * change reaches the data plane in microseconds.  The table of a service
+ * without a usable real is M = 1 holding XLB_SEL_EMPTY: new flows are dropped
+ * (drop_no_real).
  */
+#define XLB_SEL_KEY(vs_id, slot) ((vs_id) * 2 + ((slot) & 1))
 #define XLB_SEL_SIZE_IDX 0
 #define XLB_SEL_EMPTY 0xffffffffu   /* slot with no real */
+
+/*
+ * xlb_rr[vs_id], per CPU: the sequence position of XLB_VS_F_SEQ services, a
+ * __u32 that counts the new flows this CPU placed.  Each CPU walks the whole
+ * sequence from its own position; the loader zeroes it when the service is
+ * added.
+ */
 
 /* Per-CPU counters, summed by userspace.  xlb_vs_stats count every packet
  * addressed to the service (dropped ones too; the reason is in xlb_reasons),

@@ -52,10 +52,18 @@ struct xlb_sel_table {
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-    __uint(max_entries, XLB_MAX_SERVICES);
+    __uint(max_entries, 2 * XLB_MAX_SERVICES);
     __type(key, __u32);
     __array(values, struct xlb_sel_table);
 } xlb_sel SEC(".maps");
+
+/* Sequence positions of XLB_VS_F_SEQ services, per CPU. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_MAX_SERVICES);
+    __type(key, __u32);
+    __type(value, __u32);
+} xlb_rr SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);

@@ -7,10 +7,12 @@
  * them again and continues; nothing is kept only in a process.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <net/if.h>
 #include <sys/utsname.h>
@@ -27,6 +29,13 @@
 #include "xlb.skel.h"
 
 #define PROG_NAME "xlb_balancer"
+/* Layouts the ABI version 3 describes (explicit padding, no holes). */
+_Static_assert(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout");
+_Static_assert(sizeof(struct xlb_flow_value) == 32, "xlb_flow_value layout");
+_Static_assert(sizeof(struct xlb_real) == 80, "xlb_real layout");
+
+#define XLB_STR_(x) #x
+#define XLB_STR(x) XLB_STR_(x)
 
 struct xlb_dp {
     struct xlb_bpf *skel;
@@ -39,14 +48,14 @@ struct xlb_dp {
 static const char *const map_names[] = {
     "xlb_vips", "xlb_vip_addrs", "xlb_services", "xlb_reals", "xlb_conns",
     "xlb_sel", "xlb_vs_stats", "xlb_real_stats", "xlb_reasons", "xlb_vip_filter",
-    "xlb_nh_cache", "xlb_meta",
+    "xlb_nh_cache", "xlb_rr", "xlb_meta",
 };
 
 static int *map_slot(struct xlb_maps *m, size_t i)
 {
     int *slots[] = { &m->vips, &m->vip_addrs, &m->services, &m->reals, &m->conns,
                      &m->sel, &m->vs_stats, &m->real_stats, &m->reasons, &m->vip_filter,
-                     &m->nh_cache, &m->meta };
+                     &m->nh_cache, &m->rr, &m->meta };
     return slots[i];
 }
 
@@ -67,6 +76,7 @@ static void fill_maps_from_skel(struct xlb_dp *dp)
     dp->maps.reasons = bpf_map__fd(s->maps.xlb_reasons);
     dp->maps.vip_filter = bpf_map__fd(s->maps.xlb_vip_filter);
     dp->maps.nh_cache = bpf_map__fd(s->maps.xlb_nh_cache);
+    dp->maps.rr = bpf_map__fd(s->maps.xlb_rr);
     dp->maps.meta = bpf_map__fd(s->maps.xlb_meta);
 }
 
@@ -105,6 +115,73 @@ uint64_t xlb_ns_per_jiffy(void)
         }
     }
     return 1000000000ull / hz;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * jiffies and CLOCK_MONOTONIC at one moment, from /proc/timer_list: its
+ * header says "now at N nsecs" (ktime_get(), i.e. CLOCK_MONOTONIC) and the
+ * first CPU's tick section "jiffies: J" microseconds later.  Returns 0 or
+ * -errno.
+ */
+static int timer_list_sample(uint64_t *jiffies, uint64_t *mono)
+{
+    unsigned long long v;
+    char line[256];
+    bool have_now = false;
+    uint64_t before = mono_ns();
+    FILE *f = fopen("/proc/timer_list", "re");
+    int err = -ENOENT;
+
+    if (!f)
+        return -errno;
+    while (fgets(line, sizeof(line), f)) {
+        if (!have_now && sscanf(line, "now at %llu nsecs", &v) == 1) {
+            *mono = v;
+            have_now = true;
+        } else if (sscanf(line, "jiffies: %llu", &v) == 1) {
+            *jiffies = v;
+            if (!have_now)      /* not seen: the middle of the read */
+                *mono = before + (mono_ns() - before) / 2;
+            err = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return err;
+}
+
+uint64_t xlb_dp_clock_ns(void)
+{
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static bool calibrated;
+    static int64_t offset;      /* data-plane clock minus CLOCK_MONOTONIC */
+    uint64_t npj = xlb_ns_per_jiffy();
+
+    pthread_mutex_lock(&lock);
+    if (!calibrated) {
+        uint64_t j, mono;
+
+        if (timer_list_sample(&j, &mono) == 0) {
+            offset = (int64_t)(j * npj - mono);
+        } else {
+            /* jiffies_64 starts at INITIAL_JIFFIES (-300 s, as 32 bits) when
+             * the monotonic clock starts at 0. */
+            uint64_t hz = 1000000000ull / npj;
+
+            offset = (int64_t)((uint64_t)(uint32_t)(-300 * (int64_t)hz) * npj);
+        }
+        calibrated = true;
+    }
+    pthread_mutex_unlock(&lock);
+    return mono_ns() + (uint64_t)offset;
 }
 
 /* Pinned maps of another layout must not be reused: compare the version
@@ -304,6 +381,10 @@ int xlb_maps_open_pinned(const char *bpffs, struct xlb_maps *m, struct xlb_err *
         bpffs = XLB_BPFFS_DEFAULT;
     for (size_t i = 0; i < N_MAPS; i++)
         *map_slot(m, i) = -1;
+    /* A set of another layout may lack maps of this one: say so, rather
+     * than that nothing is pinned. */
+    if (check_pinned_abi(bpffs, e))
+        return -EPROTO;
     for (size_t i = 0; i < N_MAPS; i++) {
         snprintf(path, sizeof(path), "%s/%s", bpffs, map_names[i]);
         *map_slot(m, i) = bpf_obj_get(path);
@@ -477,6 +558,32 @@ int xlb_counters_clear(int map_fd, uint32_t id)
     return percpu_clear(map_fd, id, sizeof(struct xlb_counters));
 }
 
+/* The name of service id, for messages ("id N" when unreadable). */
+static const char *service_name(const struct xlb_maps *m, uint32_t id, char *buf, size_t len)
+{
+    struct xlb_service s;
+
+    if (bpf_map_lookup_elem(m->services, &id, &s) == 0 && (s.flags & XLB_VS_F_ACTIVE))
+        snprintf(buf, len, "%s", s.name);
+    else
+        snprintf(buf, len, "id %u", id);
+    return buf;
+}
+
+static int table_flags_ok(uint32_t flags)
+{
+    return !(flags & ~(XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH)) &&
+           (flags & (XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH)) != (XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH);
+}
+
+/* The "no usable real" table: one slot, XLB_SEL_EMPTY. */
+static int sel_install_empty(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err *e)
+{
+    uint32_t empty = XLB_SEL_EMPTY;
+
+    return xlb_sel_install(m, vs_id, &empty, 1, e);
+}
+
 int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp, uint32_t *vs_id,
                     struct xlb_err *e)
 {
@@ -485,6 +592,8 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     struct xlb_vip_value vv, old;
     struct xlb_service s = {}, cur;
     uint32_t id, ring = sp->ring_size ? sp->ring_size : XLB_RING_DEFAULT;
+    uint32_t flags = sp->flags & ~XLB_VS_F_ACTIVE;
+    char owner[XLB_NAME_LEN + 16];
     int err;
 
     if (!name_ok(sp->name))
@@ -498,11 +607,15 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     if (!xlb_is_prime(ring) || ring > XLB_RING_MAX)
         return xlb_errf(e, EINVAL, "service %s: ring size %u must be a prime no larger than %u "
                         "(65537 is the default)", sp->name, ring, XLB_RING_MAX);
+    if (!table_flags_ok(flags))
+        return xlb_errf(e, EINVAL, "service %s: flags 0x%x are not valid: a service takes "
+                        "XLB_VS_F_SEQ or XLB_VS_F_SRC_HASH or neither", sp->name, sp->flags);
     if (xlb_service_find(m, sp->name, NULL, NULL) == 0)
         return xlb_errf(e, EEXIST, "service %s exists already", sp->name);
     if (bpf_map_lookup_elem(m->vips, &vk, &old) == 0)
         return xlb_errf(e, EEXIST, "service %s: that address, port and protocol already belong "
-                        "to another service (id %u)", sp->name, old.vs_id);
+                        "to another service (%s)", sp->name,
+                        service_name(m, old.vs_id, owner, sizeof(owner)));
 
     for (id = 0; id < XLB_MAX_SERVICES; id++) {
         if (bpf_map_lookup_elem(m->services, &id, &cur))
@@ -513,7 +626,7 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     if (id == XLB_MAX_SERVICES)
         return xlb_errf(e, ENOSPC, "all %d service slots are used", XLB_MAX_SERVICES);
 
-    s.flags = XLB_VS_F_ACTIVE;
+    s.flags = XLB_VS_F_ACTIVE | flags;
     s.method = sp->method;
     s.family = sp->family;
     s.proto = sp->proto;
@@ -523,8 +636,9 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     snprintf(s.name, sizeof(s.name), "%s", sp->name);
 
     xlb_counters_clear(m->vs_stats, id);
-    /* An empty table first, so the service never runs without one. */
-    err = xlb_sel_install(m, id, NULL, ring, e);
+    percpu_clear(m->rr, id, sizeof(__u32));
+    /* A table first, so the service never runs without one. */
+    err = sel_install_empty(m, id, e);
     if (err)
         return err;
     if (bpf_map_update_elem(m->services, &id, &s, BPF_ANY))
@@ -545,6 +659,133 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     }
     if (vs_id)
         *vs_id = id;
+    return 0;
+}
+
+/* The service vs_id when it is in use, else an error in e. */
+static int service_get(const struct xlb_maps *m, uint32_t vs_id, struct xlb_service *s,
+                       struct xlb_err *e)
+{
+    if (vs_id >= XLB_MAX_SERVICES || bpf_map_lookup_elem(m->services, &vs_id, s) ||
+        !(s->flags & XLB_VS_F_ACTIVE))
+        return xlb_errf(e, ENOENT, "no service with id %u (see 'xlbctl status')", vs_id);
+    return 0;
+}
+
+int xlb_service_set_flags(const struct xlb_maps *m, uint32_t vs_id, uint32_t set,
+                          uint32_t clear, struct xlb_err *e)
+{
+    const uint32_t kinds = XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH;
+    struct xlb_service s;
+    uint32_t flags;
+    int err;
+
+    if ((set | clear) & ~kinds)
+        return xlb_errf(e, EINVAL, "service id %u: only the table-kind flags (sequence, "
+                        "source hash) can be changed, not 0x%x", vs_id, (set | clear) & ~kinds);
+    err = service_get(m, vs_id, &s, e);
+    if (err)
+        return err;
+    flags = (s.flags | set) & ~clear;
+    if (!table_flags_ok(flags & kinds))
+        return xlb_errf(e, EINVAL, "service %s: a table is either a sequence or indexed by "
+                        "the source hash, not both", s.name);
+    if (flags == s.flags)
+        return 0;
+    s.flags = flags;
+    if (bpf_map_update_elem(m->services, &vs_id, &s, BPF_EXIST))
+        return xlb_errf(e, errno, "cannot write service %s: %s", s.name, strerror(errno));
+    return 0;
+}
+
+int xlb_vip_add(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t proto,
+                struct xlb_err *e)
+{
+    struct xlb_vip_value v = { .vs_id = vs_id }, old;
+    struct xlb_vip_key k;
+    struct xlb_service s;
+    char owner[XLB_NAME_LEN + 16], abuf[XLB_ADDR_STRLEN];
+    int err;
+
+    err = service_get(m, vs_id, &s, e);
+    if (err)
+        return err;
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return xlb_errf(e, EINVAL, "service %s: protocol must be tcp or udp, not %u", s.name,
+                        proto);
+    k = (struct xlb_vip_key){ .addr = s.vip, .port_be = htons(port), .proto = proto,
+                              .family = s.family };
+    xlb_addr_str(&s.vip, s.family, abuf, sizeof(abuf));
+    if (bpf_map_lookup_elem(m->vips, &k, &old) == 0)
+        return xlb_errf(e, EEXIST, "service %s: %s port %u/%s already belongs to service %s",
+                        s.name, abuf, port, xlb_proto_str(proto),
+                        service_name(m, old.vs_id, owner, sizeof(owner)));
+    if (bpf_map_update_elem(m->vips, &k, &v, BPF_NOEXIST)) {
+        err = errno;
+        return xlb_errf(e, err, "service %s: cannot add %s port %u/%s: %s%s", s.name, abuf,
+                        port, xlb_proto_str(proto), strerror(err),
+                        err == E2BIG ? " (all " XLB_STR(XLB_MAX_VIPS) " VIP entries are in use)"
+                                     : "");
+    }
+    err = vip_addr_ref(m, s.family, &s.vip, +1);
+    if (err) {
+        bpf_map_delete_elem(m->vips, &k);
+        return xlb_errf(e, -err, "service %s: cannot register %s: %s", s.name, abuf,
+                        strerror(-err));
+    }
+    return 0;
+}
+
+int xlb_vip_list(const struct xlb_maps *m, uint32_t vs_id, struct xlb_vip_key *out, int max)
+{
+    struct xlb_vip_key k, next;
+    struct xlb_vip_value v;
+    void *prev = NULL;
+    int n = 0;
+
+    while (bpf_map_get_next_key(m->vips, prev, &next) == 0) {
+        if (bpf_map_lookup_elem(m->vips, &next, &v) == 0 && v.vs_id == vs_id) {
+            if (n < max)
+                out[n] = next;
+            n++;
+        }
+        k = next;
+        prev = &k;
+    }
+    return errno == ENOENT ? n : -errno;
+}
+
+int xlb_vip_del(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t proto,
+                struct xlb_err *e)
+{
+    struct xlb_vip_key k, rest;
+    struct xlb_vip_value v;
+    struct xlb_service s;
+    char abuf[XLB_ADDR_STRLEN];
+    int err;
+
+    err = service_get(m, vs_id, &s, e);
+    if (err)
+        return err;
+    k = (struct xlb_vip_key){ .addr = s.vip, .port_be = htons(port), .proto = proto,
+                              .family = s.family };
+    xlb_addr_str(&s.vip, s.family, abuf, sizeof(abuf));
+    if (bpf_map_lookup_elem(m->vips, &k, &v) || v.vs_id != vs_id)
+        return xlb_errf(e, ENOENT, "service %s has no %s port %u/%s", s.name, abuf, port,
+                        xlb_proto_str(proto));
+    if (bpf_map_delete_elem(m->vips, &k))
+        return xlb_errf(e, errno, "service %s: cannot remove %s port %u/%s: %s", s.name, abuf,
+                        port, xlb_proto_str(proto), strerror(errno));
+    err = vip_addr_ref(m, s.family, &s.vip, -1);
+    if (err)
+        return xlb_errf(e, -err, "service %s: cannot update the VIP address filter: %s",
+                        s.name, strerror(-err));
+    /* xlb_service names one of the entries (status shows it). */
+    if (s.port_be == k.port_be && s.proto == proto && xlb_vip_list(m, vs_id, &rest, 1) > 0) {
+        s.port_be = rest.port_be;
+        s.proto = rest.proto;
+        bpf_map_update_elem(m->services, &vs_id, &s, BPF_EXIST);
+    }
     return 0;
 }
 
@@ -583,7 +824,8 @@ int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *
         prev = &k;
     }
     bpf_map_update_elem(m->services, &id, &zero, BPF_ANY);
-    bpf_map_delete_elem(m->sel, &id);
+    bpf_map_delete_elem(m->sel, &(uint32_t){ XLB_SEL_KEY(id, 0) });
+    bpf_map_delete_elem(m->sel, &(uint32_t){ XLB_SEL_KEY(id, 1) });
     for (uint32_t rid = 0; rid < XLB_MAX_REALS; rid++)
         if (bpf_map_lookup_elem(m->reals, &rid, &r) == 0 && (r.flags & XLB_REAL_F_ACTIVE) &&
             r.vs_id == id)
@@ -653,64 +895,268 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
     return 0;
 }
 
+/*
+ * The service's current selection table into a new array *table of *size
+ * entries (free() it).  Returns 0, or -errno (-ENOENT: no table).
+ */
+static int sel_read(const struct xlb_maps *m, uint32_t vs_id, uint32_t **table, uint32_t *size)
+{
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    uint32_t zero = XLB_SEL_SIZE_IDX, n, *keys = NULL, *vals = NULL, count, out_tok;
+    int fd = xlb_sel_live_fd(m, vs_id), err = 0;
+
+    if (fd < 0)
+        return fd;
+    if (bpf_map_lookup_elem(fd, &zero, &n)) {
+        err = -errno;
+        goto out;
+    }
+    if (n == 0 || n > XLB_RING_MAX) {
+        err = -EINVAL;
+        goto out;
+    }
+    count = n + 1;
+    keys = malloc(sizeof(*keys) * count);
+    vals = malloc(sizeof(*vals) * count);
+    if (!keys || !vals) {
+        err = -ENOMEM;
+        goto out;
+    }
+    if (bpf_map_lookup_batch(fd, NULL, &out_tok, keys, vals, &count, &bo) && errno != ENOENT) {
+        /* No batch lookup on this kernel: one entry at a time. */
+        for (uint32_t i = 0; i <= n; i++) {
+            keys[i] = i;
+            if (bpf_map_lookup_elem(fd, &i, &vals[i])) {
+                err = -errno;
+                goto out;
+            }
+        }
+        count = n + 1;
+    }
+    if (count != n + 1 || keys[0] != 0) {
+        err = -EIO;
+        goto out;
+    }
+    memmove(vals, vals + 1, sizeof(*vals) * n);
+    *table = vals;
+    *size = n;
+    vals = NULL;
+out:
+    free(keys);
+    free(vals);
+    close(fd);
+    return err;
+}
+
+/*
+ * Take real_id out of t[0..*n-1] in place.  A sequence drops its entries
+ * and keeps the order of the others; a hash table gives each of its
+ * entries the value of the next entry (cyclically) that is not real_id,
+ * so that every other entry keeps its real.  Nothing left: the "no usable
+ * real" table.  Returns whether real_id was in the table.
+ */
+static bool sel_without(uint32_t *t, uint32_t *n, uint32_t real_id, bool seq)
+{
+    uint32_t size = *n, j = 0, k;
+    bool found = false;
+
+    for (uint32_t i = 0; i < size; i++)
+        found |= t[i] == real_id;
+    if (!found)
+        return false;
+    if (seq) {
+        for (uint32_t i = 0; i < size; i++)
+            if (t[i] != real_id)
+                t[j++] = t[i];
+        size = j;
+    } else {
+        while (j < size && t[j] == real_id)
+            j++;
+        if (j < size) {
+            uint32_t next = t[j];
+
+            /* Walk backwards from j: each entry of real_id takes the
+             * nearest value after it. */
+            for (k = 1; k < size; k++) {
+                uint32_t i = (j + size - k) % size;
+
+                if (t[i] == real_id)
+                    t[i] = next;
+                else
+                    next = t[i];
+            }
+        } else {
+            size = 0;
+        }
+    }
+    if (size == 0) {
+        t[0] = XLB_SEL_EMPTY;
+        size = 1;
+    }
+    *n = size;
+    return true;
+}
+
 int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, struct xlb_err *e)
 {
-    struct xlb_real r;
-    uint32_t id;
+    struct xlb_service s;
+    uint32_t id, *table = NULL, size = 0;
     int err;
 
     if (xlb_real_find(m, vs_id, family, addr, &id))
         return xlb_errf(e, ENOENT, "no such real in service %u", vs_id);
+    err = service_get(m, vs_id, &s, e);
+    if (err)
+        return err;
     /* First a table without it, so that no new flow is sent to a slot that
      * is about to be empty; then the real itself. */
-    if (bpf_map_lookup_elem(m->reals, &id, &r) == 0 && r.weight) {
-        r.weight = 0;
-        if (bpf_map_update_elem(m->reals, &id, &r, BPF_ANY) == 0) {
-            err = xlb_service_rebuild(m, vs_id, e);
-            if (err)
-                return err;
-        }
-    }
+    err = sel_read(m, vs_id, &table, &size);
+    if (err && err != -ENOENT)
+        return xlb_errf(e, -err, "service %s: cannot read its selection table: %s", s.name,
+                        strerror(-err));
+    if (!err && sel_without(table, &size, id, s.flags & XLB_VS_F_SEQ))
+        err = xlb_sel_install(m, vs_id, table, size, e);
+    else
+        err = 0;
+    free(table);
+    if (err)
+        return err;
     err = real_slot_clear(m, id);
     if (err)
         return xlb_errf(e, -err, "cannot remove real %u: %s", id, strerror(-err));
     return 0;
 }
 
+#define REAL_STATE_FLAGS (XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN | \
+                          XLB_REAL_F_RESCHED)
+
+int xlb_real_get(const struct xlb_maps *m, uint32_t real_id, struct xlb_real *out)
+{
+    if (real_id >= XLB_MAX_REALS)
+        return -ENOENT;
+    if (bpf_map_lookup_elem(m->reals, &real_id, out))
+        return -errno;
+    return out->flags & XLB_REAL_F_ACTIVE ? 0 : -ENOENT;
+}
+
+int xlb_real_update(const struct xlb_maps *m, uint32_t real_id, uint32_t flags_set,
+                    uint32_t flags_clear, const uint32_t *weight, struct xlb_err *e)
+{
+    struct xlb_real r;
+    int err;
+
+    if ((flags_set | flags_clear) & ~REAL_STATE_FLAGS)
+        return xlb_errf(e, EINVAL, "real %u: only the state flags (drain, halt, down, "
+                        "resched) can be changed, not 0x%x", real_id,
+                        (flags_set | flags_clear) & ~REAL_STATE_FLAGS);
+    err = xlb_real_get(m, real_id, &r);
+    if (err)
+        return xlb_errf(e, -err, "no real with id %u (see 'xlbctl status')", real_id);
+    r.flags = (uint16_t)((r.flags | flags_set) & ~flags_clear);
+    if (weight)
+        r.weight = *weight;
+    if (bpf_map_update_elem(m->reals, &real_id, &r, BPF_EXIST))
+        return xlb_errf(e, errno, "cannot write real %s: %s", r.name, strerror(errno));
+    return 0;
+}
+
+int xlb_sel_live_fd(const struct xlb_maps *m, uint32_t vs_id)
+{
+    struct xlb_service s;
+    uint32_t key, inner_id;
+    int fd;
+
+    if (bpf_map_lookup_elem(m->services, &vs_id, &s))
+        return -errno;
+    key = XLB_SEL_KEY(vs_id, (s.flags & XLB_VS_F_ACTIVE) ? s.sel_slot : 0);
+    if (bpf_map_lookup_elem(m->sel, &key, &inner_id))
+        return -errno;
+    fd = bpf_map_get_fd_by_id(inner_id);
+    return fd < 0 ? -errno : fd;
+}
+
+/* Capacity of a new inner map for a table of size entries: room to grow,
+ * so that later tables of the service fit into it. */
+static uint32_t sel_capacity(uint32_t size)
+{
+    uint32_t c = 64;
+
+    while (c < size + 1 && c < XLB_RING_MAX + 1)
+        c *= 2;
+    return c < size + 1 ? size + 1 : c > XLB_RING_MAX + 1 ? XLB_RING_MAX + 1 : c;
+}
+
+/*
+ * Write the table into the service's idle slot, reusing the inner map there
+ * when it is large enough (no map-in-map update, no RCU wait), then make it
+ * live by flipping xlb_service.sel_slot.  A service that is not active yet
+ * (being added) gets its table in slot 0 and nothing is flipped.
+ */
 int xlb_sel_install(const struct xlb_maps *m, uint32_t vs_id, const uint32_t *table,
                     uint32_t size, struct xlb_err *e)
 {
     LIBBPF_OPTS(bpf_map_create_opts, co, .map_flags = BPF_F_INNER_MAP);
     LIBBPF_OPTS(bpf_map_batch_opts, bo);
-    uint32_t *keys = NULL, *vals = NULL, count = size + 1;
-    int fd, err = 0;
+    struct bpf_map_info info = {};
+    __u32 info_len = sizeof(info);
+    struct xlb_service s = {};
+    uint32_t *keys = NULL, *vals = NULL, count = size, key, inner_id, sz = size;
+    bool active, fresh = false;
+    int fd = -1, err = 0;
 
-    if (!xlb_is_prime(size))
-        return xlb_errf(e, EINVAL, "selection table size %u is not prime", size);
-    fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xlb_sel_tbl", sizeof(__u32), sizeof(__u32), count,
-                        &co);
-    if (fd < 0)
-        return xlb_errf(e, errno, "cannot create a selection table of %u entries: %s", size,
-                        strerror(errno));
-    keys = malloc(count * sizeof(*keys));
-    vals = malloc(count * sizeof(*vals));
+    if (size == 0 || size > XLB_RING_MAX)
+        return xlb_errf(e, EINVAL, "selection table size %u is not in 1..%u", size,
+                        XLB_RING_MAX);
+    if (vs_id >= XLB_MAX_SERVICES)
+        return xlb_errf(e, EINVAL, "no service with id %u", vs_id);
+    bpf_map_lookup_elem(m->services, &vs_id, &s);
+    active = s.flags & XLB_VS_F_ACTIVE;
+    key = XLB_SEL_KEY(vs_id, active ? !s.sel_slot : 0);
+
+    if (bpf_map_lookup_elem(m->sel, &key, &inner_id) == 0 &&
+        (fd = bpf_map_get_fd_by_id(inner_id)) >= 0 &&
+        (bpf_obj_get_info_by_fd(fd, &info, &info_len) || info.max_entries < size + 1)) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "xlb_sel_tbl", sizeof(__u32), sizeof(__u32),
+                            sel_capacity(size), &co);
+        if (fd < 0)
+            return xlb_errf(e, errno, "cannot create a selection table of %u entries: %s",
+                            size, strerror(errno));
+        fresh = true;
+    }
+    keys = malloc(size * sizeof(*keys));
+    vals = malloc(size * sizeof(*vals));
     if (!keys || !vals) {
         err = xlb_errf(e, ENOMEM, "out of memory");
         goto out;
     }
-    for (uint32_t i = 0; i < count; i++) {
-        keys[i] = i;
-        vals[i] = i == XLB_SEL_SIZE_IDX ? size : (table ? table[i - 1] : XLB_SEL_EMPTY);
+    for (uint32_t i = 0; i < size; i++) {
+        keys[i] = i + 1;
+        vals[i] = table ? table[i] : XLB_SEL_EMPTY;
     }
-    if (bpf_map_update_batch(fd, keys, vals, &count, &bo)) {
+    /* Entries first, the size last: even a reader of the idle table sees
+     * a size whose entries are written. */
+    if (bpf_map_update_batch(fd, keys, vals, &count, &bo) ||
+        bpf_map_update_elem(fd, &(uint32_t){ XLB_SEL_SIZE_IDX }, &sz, BPF_ANY)) {
         err = xlb_errf(e, errno, "cannot fill the selection table: %s", strerror(errno));
         goto out;
     }
-    /* The one step that makes the new table live. */
-    if (bpf_map_update_elem(m->sel, &vs_id, &fd, BPF_ANY))
+    if (fresh && bpf_map_update_elem(m->sel, &key, &fd, BPF_ANY)) {
         err = xlb_errf(e, errno, "cannot install the selection table of service %u: %s", vs_id,
                        strerror(errno));
+        goto out;
+    }
+    /* The one step that makes the new table live. */
+    if (active) {
+        s.sel_slot = !s.sel_slot;
+        if (bpf_map_update_elem(m->services, &vs_id, &s, BPF_EXIST))
+            err = xlb_errf(e, errno, "cannot switch the selection table of service %u: %s",
+                           vs_id, strerror(errno));
+    }
 out:
     free(keys);
     free(vals);
@@ -728,17 +1174,17 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
         __u8 pad[3];
         struct xlb_addr addr;
     } *ids;
-    uint32_t *table;
+    uint32_t *table = NULL;
     size_t n = 0;
     int err;
 
-    if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
-        return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
+    err = service_get(m, vs_id, &s, e);
+    if (err)
+        return err;
     b = calloc(XLB_MAX_REALS, sizeof(*b));
     reals = calloc(XLB_MAX_REALS, sizeof(*reals));
     ids = calloc(XLB_MAX_REALS, sizeof(*ids));
-    table = malloc(sizeof(*table) * s.ring_size);
-    if (!b || !reals || !ids || !table) {
+    if (!b || !reals || !ids) {
         err = xlb_errf(e, ENOMEM, "out of memory");
         goto out;
     }
@@ -746,7 +1192,8 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
         struct xlb_real *r = &reals[n];
 
         if (bpf_map_lookup_elem(m->reals, &id, r) || !(r->flags & XLB_REAL_F_ACTIVE) ||
-            r->vs_id != vs_id)
+            r->vs_id != vs_id || !r->weight ||
+            (r->flags & (XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN)))
             continue;
         ids[n].family = r->family;
         ids[n].addr = r->addr;
@@ -755,6 +1202,15 @@ int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err
         b[n].weight = r->weight;
         b[n].value = id;
         n++;
+    }
+    if (n == 0) {
+        err = sel_install_empty(m, vs_id, e);
+        goto out;
+    }
+    table = malloc(sizeof(*table) * s.ring_size);
+    if (!table) {
+        err = xlb_errf(e, ENOMEM, "out of memory");
+        goto out;
     }
     err = xlb_maglev_build(b, n, table, s.ring_size);
     if (err) {
@@ -769,6 +1225,168 @@ out:
     free(ids);
     free(table);
     return err;
+}
+
+/* ---- active connections ---- */
+
+#define SCAN_BATCH 1024         /* connection-table entries per system call */
+
+/* What a flow is checked against: the current entry of each real. */
+struct real_tag {
+    uint32_t vs_id, gen;
+    bool in_use;
+};
+
+static int real_tags(const struct xlb_maps *m, struct real_tag *tags)
+{
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    struct xlb_real *r = malloc(sizeof(*r) * XLB_MAX_REALS);
+    uint32_t *keys = malloc(sizeof(*keys) * XLB_MAX_REALS), count = XLB_MAX_REALS, tok;
+    int err = 0;
+
+    if (!r || !keys) {
+        err = -ENOMEM;
+        goto out;
+    }
+    if (bpf_map_lookup_batch(m->reals, NULL, &tok, keys, r, &count, &bo) && errno != ENOENT) {
+        for (uint32_t i = 0; i < XLB_MAX_REALS; i++) {
+            keys[i] = i;
+            if (bpf_map_lookup_elem(m->reals, &i, &r[i])) {
+                err = -errno;
+                goto out;
+            }
+        }
+        count = XLB_MAX_REALS;
+    }
+    memset(tags, 0, sizeof(*tags) * XLB_MAX_REALS);
+    for (uint32_t i = 0; i < count; i++) {
+        if (keys[i] >= XLB_MAX_REALS)
+            continue;
+        tags[keys[i]] = (struct real_tag){ .vs_id = r[i].vs_id, .gen = r[i].gen,
+                                           .in_use = r[i].flags & XLB_REAL_F_ACTIVE };
+    }
+out:
+    free(r);
+    free(keys);
+    return err;
+}
+
+struct scan {
+    const struct real_tag *tags;
+    uint64_t now, idle_tcp, idle_udp;
+    uint32_t *active;
+};
+
+static void scan_one(const struct scan *sc, const struct xlb_flow_key *k,
+                     const struct xlb_flow_value *v)
+{
+    const struct real_tag *t;
+    uint64_t idle;
+
+    if (k->proto == IPPROTO_TCP)
+        idle = sc->idle_tcp;
+    else if (k->proto == IPPROTO_UDP)
+        idle = sc->idle_udp;
+    else
+        return;
+    if (v->real_id >= XLB_MAX_REALS || (v->flags & XLB_FLOW_F_CLOSED))
+        return;
+    t = &sc->tags[v->real_id];
+    if (!t->in_use || t->vs_id != v->vs_id || t->gen != v->real_gen)
+        return;
+    /* A flow touched after the clock was read is fresh. */
+    if (v->last_seen_ns < sc->now && sc->now - v->last_seen_ns > idle)
+        return;
+    sc->active[v->real_id]++;
+}
+
+/* The whole table in batches.  Returns entries walked, -errno, or
+ * -EOPNOTSUPP when batches cannot be used here (the caller starts again
+ * one entry at a time). */
+static int scan_batched(int fd, const struct scan *sc)
+{
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    struct xlb_flow_key *keys = malloc(sizeof(*keys) * SCAN_BATCH);
+    struct xlb_flow_value *vals = malloc(sizeof(*vals) * SCAN_BATCH);
+    uint32_t in_tok = 0, out_tok = 0, count;
+    bool first = true, done = false;
+    int walked = 0, err = 0;
+
+    if (!keys || !vals) {
+        err = -ENOMEM;
+        goto out;
+    }
+    while (!done) {
+        count = SCAN_BATCH;
+        if (bpf_map_lookup_batch(fd, first ? NULL : &in_tok, &out_tok, keys, vals, &count,
+                                 &bo)) {
+            if (errno != ENOENT) {
+                /* ENOSPC: a hash bucket holds more than a batch. */
+                err = errno == EINVAL || errno == ENOTSUP || errno == EOPNOTSUPP ||
+                      errno == ENOSPC ? -EOPNOTSUPP : -errno;
+                goto out;
+            }
+            done = true;        /* count holds the last entries */
+        } else if (count == 0) {
+            break;
+        }
+        for (uint32_t i = 0; i < count; i++)
+            scan_one(sc, &keys[i], &vals[i]);
+        walked += (int)count;
+        in_tok = out_tok;
+        first = false;
+    }
+out:
+    free(keys);
+    free(vals);
+    return err ? err : walked;
+}
+
+/* The same one entry at a time. */
+static int scan_by_key(int fd, const struct scan *sc)
+{
+    struct xlb_flow_key k, next;
+    struct xlb_flow_value v;
+    void *prev = NULL;
+    int walked = 0;
+
+    while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+        if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
+            scan_one(sc, &next, &v);
+            walked++;
+        }
+        k = next;
+        prev = &k;
+    }
+    return errno == ENOENT ? walked : -errno;
+}
+
+int xlb_active_scan(const struct xlb_maps *m, uint64_t idle_tcp_ns, uint64_t idle_udp_ns,
+                    uint32_t *active, struct xlb_err *e)
+{
+    struct real_tag *tags = malloc(sizeof(*tags) * XLB_MAX_REALS);
+    struct scan sc = { .tags = tags, .idle_tcp = idle_tcp_ns, .idle_udp = idle_udp_ns,
+                       .active = active };
+    int n;
+
+    memset(active, 0, sizeof(*active) * XLB_MAX_REALS);
+    if (!tags)
+        return xlb_errf(e, ENOMEM, "out of memory");
+    n = real_tags(m, tags);
+    if (n) {
+        free(tags);
+        return xlb_errf(e, -n, "cannot read xlb_reals: %s", strerror(-n));
+    }
+    sc.now = xlb_dp_clock_ns();
+    n = scan_batched(m->conns, &sc);
+    if (n == -EOPNOTSUPP) {
+        memset(active, 0, sizeof(*active) * XLB_MAX_REALS);
+        n = scan_by_key(m->conns, &sc);
+    }
+    free(tags);
+    if (n < 0)
+        return xlb_errf(e, -n, "cannot read the connection table xlb_conns: %s", strerror(-n));
+    return n;
 }
 
 /* ---- counters ---- */

@@ -44,7 +44,7 @@ struct xlb_load_opts {
 /* File descriptors of the balancer's maps (see xlb_abi.h). */
 struct xlb_maps {
     int vips, vip_addrs, services, reals, conns, sel, vs_stats, real_stats, reasons,
-        vip_filter, nh_cache, meta;
+        vip_filter, nh_cache, rr, meta;
 };
 
 struct xlb_dp;
@@ -78,6 +78,18 @@ int xlb_parse_mode(const char *s, enum xlb_mode *mode);
 /* The data plane's clock unit: nanoseconds per jiffy (1e9 / CONFIG_HZ). */
 uint64_t xlb_ns_per_jiffy(void);
 
+/*
+ * The data plane's clock now, in the unit of xlb_flow_value.last_seen_ns
+ * (bpf_jiffies64() * ns per jiffy), computed in userspace: the first call
+ * relates the kernel's jiffies (/proc/timer_list, root only) to
+ * CLOCK_MONOTONIC, later calls add CLOCK_MONOTONIC's progress.  Within a
+ * jiffy or two of the data plane's own reading.  Without /proc/timer_list
+ * the boot-time origin of jiffies is assumed, which may be off by the
+ * fraction of a second the kernel ran before its tick started.
+ * Thread-safe.
+ */
+uint64_t xlb_dp_clock_ns(void);
+
 /* ---- typed control operations ---- */
 
 struct xlb_service_spec {
@@ -87,28 +99,83 @@ struct xlb_service_spec {
     uint16_t port;              /* host order; 0 = every port */
     uint8_t proto;              /* IPPROTO_TCP / IPPROTO_UDP */
     uint8_t method;             /* enum xlb_fwd_method */
-    uint32_t ring_size;         /* prime; 0 = XLB_RING_DEFAULT */
+    uint32_t ring_size;         /* Maglev size for xlb_service_rebuild, prime;
+                                 * 0 = XLB_RING_DEFAULT */
+    uint32_t flags;             /* XLB_VS_F_SEQ or XLB_VS_F_SRC_HASH (or 0); ACTIVE
+                                 * is implied */
 };
 
+/* Add a service with its first (port, protocol) and the "no usable real"
+ * table (size 1, XLB_SEL_EMPTY): it drops new flows until a table is
+ * installed.  Its sequence position starts at 0 on every CPU. */
 int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *s, uint32_t *vs_id,
                     struct xlb_err *e);
 int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *e);
 int xlb_service_find(const struct xlb_maps *m, const char *name, uint32_t *vs_id,
                      struct xlb_service *out);
+/* Set, then clear, table-kind flags of service vs_id: only XLB_VS_F_SEQ and
+ * XLB_VS_F_SRC_HASH, and never both in the result.  New flows index the
+ * installed table the new way at once: install the matching table next. */
+int xlb_service_set_flags(const struct xlb_maps *m, uint32_t vs_id, uint32_t set,
+                          uint32_t clear, struct xlb_err *e);
+
+/* Another (port, protocol) on the service's address (port 0: every port).
+ * -EEXIST, naming the owning service, when the entry is taken. */
+int xlb_vip_add(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t proto,
+                struct xlb_err *e);
+/* Remove one (port, protocol) of the service (-ENOENT if it has not that
+ * one).  When it was the one xlb_service names, another remaining entry
+ * takes its place there. */
+int xlb_vip_del(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t proto,
+                struct xlb_err *e);
+/* The service's (address, port, protocol) entries, up to max of them into
+ * out (may be NULL with max 0).  Returns how many there are (may exceed
+ * max) or a negative errno. */
+int xlb_vip_list(const struct xlb_maps *m, uint32_t vs_id, struct xlb_vip_key *out, int max);
 
 int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, uint32_t weight, const char *name,
                  uint32_t *real_id, struct xlb_err *e);
+/* Remove a real: first from the selection table (if it is in it: a
+ * sequence loses its entries, a hash table gives each of its entries the
+ * real of the next entry, so that no other flow moves), then its slot. */
 int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, struct xlb_err *e);
 int xlb_real_find(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                   const struct xlb_addr *addr, uint32_t *real_id);
+/* Set, then clear, state flags of a real in use (XLB_REAL_F_DRAIN, HALT,
+ * DOWN, RESCHED; ACTIVE is not changed here) and, when weight is not NULL,
+ * its weight.  The selection table is not touched. */
+int xlb_real_update(const struct xlb_maps *m, uint32_t real_id, uint32_t flags_set,
+                    uint32_t flags_clear, const uint32_t *weight, struct xlb_err *e);
+/* The entry of a real in use; -ENOENT for a free slot or an id out of range. */
+int xlb_real_get(const struct xlb_maps *m, uint32_t real_id, struct xlb_real *out);
 
-/* Install table[0..size-1] (real ids) as the service's selection table in
- * one step.  size must be prime. */
+/*
+ * Count, per real id, the flows of the connection table that are active:
+ * they still belong to that real (the flow's vs_id and real_gen match the
+ * real's current entry, which is in use), are not XLB_FLOW_F_CLOSED, and
+ * were seen within idle_tcp_ns (TCP) or idle_udp_ns (UDP) of
+ * xlb_dp_clock_ns().  last_seen is refreshed once a second, so timeouts
+ * below a second or two count too few.  active[] has XLB_MAX_REALS entries
+ * and is zeroed first.  Walks the table in batches (one entry at a time
+ * where the kernel has no batch lookup); flows that come and go meanwhile
+ * may or may not be counted.  Returns the number of entries walked or a
+ * negative errno.
+ */
+int xlb_active_scan(const struct xlb_maps *m, uint64_t idle_tcp_ns, uint64_t idle_udp_ns,
+                    uint32_t *active, struct xlb_err *e);
+
+/* Install table[0..size-1] (real ids, or XLB_SEL_EMPTY) as the service's
+ * selection table in one step.  size is 1..XLB_RING_MAX; Maglev tables are
+ * prime, sequences any length; table NULL: size empty slots. */
+/* The live selection table of the service: an fd to close, or -errno. */
+int xlb_sel_live_fd(const struct xlb_maps *m, uint32_t vs_id);
 int xlb_sel_install(const struct xlb_maps *m, uint32_t vs_id, const uint32_t *table,
                     uint32_t size, struct xlb_err *e);
-/* Rebuild the service's Maglev table from its active reals and weights. */
+/* Rebuild the service's table as Maglev (ring_size entries) from its reals
+ * in use that are not DRAIN, HALT or DOWN, by weight; with none of positive
+ * weight, the "no usable real" table. */
 int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err *e);
 
 /* ---- counters (summed over CPUs) ---- */

@@ -421,8 +421,15 @@ void xt_lb_close(struct xt_lb *lb)
 uint32_t xt_service(struct xt_lb *lb, const char *name, const char *vip, uint16_t port,
                     uint8_t proto, uint8_t method, uint32_t ring_size)
 {
+    return xt_service_f(lb, name, vip, port, proto, method, ring_size, 0);
+}
+
+uint32_t xt_service_f(struct xt_lb *lb, const char *name, const char *vip, uint16_t port,
+                      uint8_t proto, uint8_t method, uint32_t ring_size, uint32_t flags)
+{
     struct xlb_service_spec s = {
         .name = name, .port = port, .proto = proto, .method = method, .ring_size = ring_size,
+        .flags = flags,
     };
     struct xlb_err e = { "" };
     uint32_t id;
@@ -459,6 +466,35 @@ void xt_table_all(struct xt_lb *lb, uint32_t vs, uint32_t real_id, uint32_t size
     cr_assert_eq(err, 0, "xlb_sel_install: %s", e.msg);
 }
 
+void xt_table(struct xt_lb *lb, uint32_t vs, const uint32_t *t, uint32_t size)
+{
+    struct xlb_err e = { "" };
+
+    cr_assert_eq(xlb_sel_install(lb->m, vs, t, size, &e), 0, "xlb_sel_install: %s", e.msg);
+}
+
+uint32_t xt_table_read(struct xt_lb *lb, uint32_t vs, uint32_t *t, uint32_t max,
+                       uint32_t *map_id)
+{
+    struct bpf_map_info info = {};
+    __u32 info_len = sizeof(info);
+    uint32_t id, n, idx = XLB_SEL_SIZE_IDX;
+    int fd;
+
+    fd = xlb_sel_live_fd(lb->m, vs);
+    cr_assert_geq(fd, 0, "cannot open the table of service %u: %s", vs, strerror(-fd));
+    cr_assert_eq(bpf_obj_get_info_by_fd(fd, &info, &info_len), 0);
+    id = info.id;
+    cr_assert_eq(bpf_map_lookup_elem(fd, &idx, &n), 0);
+    cr_assert_leq(n, max, "the table of service %u has %u entries, more than %u", vs, n, max);
+    for (idx = 1; idx <= n; idx++)
+        cr_assert_eq(bpf_map_lookup_elem(fd, &idx, &t[idx - 1]), 0);
+    close(fd);
+    if (map_id)
+        *map_id = id;
+    return n;
+}
+
 void xt_rebuild(struct xt_lb *lb, uint32_t vs)
 {
     struct xlb_err e = { "" };
@@ -473,6 +509,50 @@ void xt_real_del(struct xt_lb *lb, uint32_t vs, const char *addr)
     uint8_t fam = (uint8_t)xt_addr(addr, &a);
 
     cr_assert_eq(xlb_real_del(lb->m, vs, fam, &a, &e), 0, "xlb_real_del %s: %s", addr, e.msg);
+}
+
+struct xlb_flow_key xt_flow_key(const struct pkt_spec *s)
+{
+    struct xlb_flow_key k;
+
+    memset(&k, 0, sizeof(k));
+    k.family = s->family == AF_INET ? XLB_FAMILY_V4 : XLB_FAMILY_V6;
+    memcpy(k.src.addr_be, s->src, k.family == XLB_FAMILY_V4 ? 4 : 16);
+    memcpy(k.dst.addr_be, s->dst, k.family == XLB_FAMILY_V4 ? 4 : 16);
+    k.sport_be = htons(s->sport);
+    k.dport_be = htons(s->dport);
+    k.proto = s->proto;
+    return k;
+}
+
+bool xt_flow_get(struct xt_lb *lb, const struct pkt_spec *s, struct xlb_flow_value *v)
+{
+    struct xlb_flow_key k = xt_flow_key(s);
+
+    return bpf_map_lookup_elem(lb->m->conns, &k, v) == 0;
+}
+
+void xt_pin_cpu(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    cr_assert_eq(sched_setaffinity(0, sizeof(set), &set), 0, "cannot run on CPU %d: %s", cpu,
+                 strerror(errno));
+}
+
+int xt_allowed_cpus(int *cpus, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+
+    cr_assert_eq(sched_getaffinity(0, sizeof(set), &set), 0, "sched_getaffinity: %s",
+                 strerror(errno));
+    for (int c = 0; c < CPU_SETSIZE && n < max; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    return n;
 }
 
 struct xlb_counters xt_vs_stats(struct xt_lb *lb, uint32_t vs)

@@ -152,11 +152,30 @@ struct xlb_load_opts xt_lb_default_opts(void);
 
 uint32_t xt_service(struct xt_lb *lb, const char *name, const char *vip, uint16_t port,
                     uint8_t proto, uint8_t method, uint32_t ring_size);
+/* The same with service flags (XLB_VS_F_SEQ / XLB_VS_F_SRC_HASH). */
+uint32_t xt_service_f(struct xt_lb *lb, const char *name, const char *vip, uint16_t port,
+                      uint8_t proto, uint8_t method, uint32_t ring_size, uint32_t flags);
 uint32_t xt_real(struct xt_lb *lb, uint32_t vs, const char *addr, uint32_t weight);
 /* Install a selection table of `size` slots that all name real_id. */
 void xt_table_all(struct xt_lb *lb, uint32_t vs, uint32_t real_id, uint32_t size);
+/* Install t[0..size-1] as the service's selection table. */
+void xt_table(struct xt_lb *lb, uint32_t vs, const uint32_t *t, uint32_t size);
+/* The service's installed table into t (room for max entries); returns its
+ * size, and the inner map's id in *map_id when not NULL. */
+uint32_t xt_table_read(struct xt_lb *lb, uint32_t vs, uint32_t *t, uint32_t max,
+                       uint32_t *map_id);
 void xt_rebuild(struct xt_lb *lb, uint32_t vs);
 void xt_real_del(struct xt_lb *lb, uint32_t vs, const char *addr);
+
+/* The connection-table key of the frame s describes. */
+struct xlb_flow_key xt_flow_key(const struct pkt_spec *s);
+/* The flow entry of s's flow: true when there is one. */
+bool xt_flow_get(struct xt_lb *lb, const struct pkt_spec *s, struct xlb_flow_value *v);
+
+/* Run this process on cpu only (fails the test if it cannot). */
+void xt_pin_cpu(int cpu);
+/* The CPUs this process may run on, up to max of them; returns the count. */
+int xt_allowed_cpus(int *cpus, int max);
 
 struct xlb_counters xt_vs_stats(struct xt_lb *lb, uint32_t vs);
 struct xlb_counters xt_real_stats(struct xt_lb *lb, uint32_t real_id);
