@@ -27,8 +27,8 @@ endif
 
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Werror -MMD -MP \
-            -Ibpf -Icommon -Iloader -Itests/lib -Itests/tools -I$(BUILD)
-LDLIBS   := -lxdp -lbpf -lelf -lz -ljansson
+            -Ibpf -Icommon -Iloader -Iagent -Itests/lib -Itests/tools -I$(BUILD)
+LDLIBS   := -lxdp -lbpf -lelf -lz -ljansson -lyaml -luv -lssl -lcrypto -lm
 ifeq ($(SANITIZE),1)
 XCFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS  += -fsanitize=address,undefined
@@ -48,12 +48,16 @@ LOADER_SRCS := $(wildcard loader/*.c)
 OBJ         := $(BUILD)/obj
 LIB_OBJS    := $(COMMON_SRCS:%.c=$(OBJ)/%.o) $(LOADER_SRCS:%.c=$(OBJ)/%.o)
 LIB         := $(BUILD)/libxlb.a
+# The agent's code lives in a library too, so that unit tests link it.
+AGENT_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c))
+AGENT_OBJS  := $(AGENT_SRCS:%.c=$(OBJ)/%.o)
+AGENT_LIB   := $(BUILD)/libxlbagent.a
 
 UNIT_SRCS   := $(wildcard tests/unit/*.c) tests/lib/test_pkt.c tests/lib/pkt.c
 BPFT_SRCS   := $(wildcard tests/bpf/*.c) tests/lib/pkt.c
 TOOLS       := $(BUILD)/tests/xlbt-namesrv $(BUILD)/tests/xlbt-client
 
-BINS := $(BUILD)/xlbctl $(BUILD)/tests/unit $(BUILD)/tests/bpf $(TOOLS) \
+BINS := $(BUILD)/xlbctl $(BUILD)/xlb-agent $(BUILD)/tests/unit $(BUILD)/tests/bpf $(TOOLS) \
         $(BUILD)/bench/bench_bpf $(BUILD)/bench/bench_maglev
 
 all: $(BINS)
@@ -82,24 +86,34 @@ $(OBJ)/%.o: %.c
 	$(Q)$(CC) $(XCFLAGS) $(CFLAGS) -c $< -o $@
 
 # Everything that may include a skeleton waits for all of them.
-$(LIB_OBJS) $(OBJ)/xlbctl/xlbctl.o $(BPFT_SRCS:%.c=$(OBJ)/%.o) \
+$(LIB_OBJS) $(AGENT_OBJS) $(OBJ)/agent/main.o $(OBJ)/xlbctl/xlbctl.o \
+$(BPFT_SRCS:%.c=$(OBJ)/%.o) $(UNIT_SRCS:%.c=$(OBJ)/%.o) \
 $(OBJ)/bench/bench_bpf.o: $(SKELS)
 
 $(LIB): $(LIB_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/xlbctl: $(OBJ)/xlbctl/xlbctl.o $(LIB)
+$(AGENT_LIB): $(AGENT_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/xlb-agent: $(OBJ)/agent/main.o $(AGENT_LIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/unit: $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+$(BUILD)/xlbctl: $(OBJ)/xlbctl/xlbctl.o $(OBJ)/xlbctl/xlbctl_api.o $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/unit: $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(AGENT_LIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
 
-$(BUILD)/tests/bpf: $(BPFT_SRCS:%.c=$(OBJ)/%.o) $(LIB)
+$(BUILD)/tests/bpf: $(BPFT_SRCS:%.c=$(OBJ)/%.o) $(AGENT_LIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@

@@ -9,3 +9,5 @@ fi
 "$BUILD/bench/bench_bpf" "${XLB_BENCH_REPEAT:-1000000}"
 echo
 "$BUILD/bench/bench_maglev"
+echo
+bench/bench_agent_checks.sh "$BUILD" "${XLB_BENCH_REALS:-5000}" "${XLB_BENCH_SECONDS:-20}"

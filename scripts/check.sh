@@ -73,7 +73,7 @@ run_criterion bpf "$BUILD/tests/bpf"
 
 log "building the sanitizer variant in $SAN_BUILD"
 if make --no-print-directory SANITIZE=1 BUILD="$SAN_BUILD" "$SAN_BUILD/tests/unit" \
-        "$SAN_BUILD/tests/bpf" "$SAN_BUILD/xlbctl" >/dev/null; then
+        "$SAN_BUILD/tests/bpf" "$SAN_BUILD/xlbctl" "$SAN_BUILD/xlb-agent" >/dev/null; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     run_criterion unit-asan "$SAN_BUILD/tests/unit"
     run_criterion bpf-asan "$SAN_BUILD/tests/bpf"
@@ -85,12 +85,16 @@ fi
 for t in tests/integration/test_*.sh; do
     run_shell "integration/$(basename "$t" .sh)" env XLBCTL="$BUILD/xlbctl" \
         XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \
-        bash "$t"
+        XLB_AGENT="$BUILD/xlb-agent" bash "$t"
 done
 # The encapsulation scenarios once more with the sanitizer build of xlbctl.
 run_shell "integration/test_encap-asan" env XLBCTL="$SAN_BUILD/xlbctl" \
     XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \
     bash tests/integration/test_encap.sh
+# The agent scenarios with the sanitizer builds of xlb-agent and xlbctl.
+run_shell "integration/test_agent-asan" env XLBCTL="$SAN_BUILD/xlbctl" \
+    XLB_AGENT="$SAN_BUILD/xlb-agent" XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" \
+    XLBT_CLIENT="$BUILD/tests/xlbt-client" bash tests/integration/test_agent.sh
 
 echo
 if [ ${#failed_suites[@]} -gt 0 ]; then

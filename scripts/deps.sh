@@ -7,7 +7,7 @@ PKGS=(
     make gcc clang llvm pkg-config
     libbpf-dev libxdp-dev bpftool libelf-dev zlib1g-dev
     libjansson-dev libuv1-dev libssl-dev libyaml-dev libcriterion-dev
-    iproute2 ethtool tcpdump python3 util-linux
+    iproute2 ethtool tcpdump python3 util-linux curl prometheus
 )
 
 missing=()

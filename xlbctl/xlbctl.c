@@ -19,6 +19,7 @@
 
 #include "xlb_addr.h"
 #include "xlb_loader.h"
+#include "xlbctl.h"
 
 static const char usage_text[] =
 "usage: xlbctl COMMAND [OPTIONS]\n"
@@ -35,6 +36,18 @@ static const char usage_text[] =
 "  service del NAME\n"
 "  real add SERVICE ADDR [--weight W] [--name NAME]\n"
 "  real del SERVICE ADDR\n"
+"\n"
+"Through a running xlb-agent (its JSON API):\n"
+"  list    [SERVICE]           services and reals: state, weights, flows, checks\n"
+"  drain   SERVICE REAL        no new flows; established flows continue\n"
+"  halt    SERVICE REAL        disabled (with drop_on_failure its flows move)\n"
+"  enable  SERVICE REAL        back to what the health checks decide\n"
+"  weight  SERVICE REAL N      set the weight (0..65535) until the config changes it\n"
+"  reload                      read the config file again (rejected if invalid)\n"
+"  config                      print the config in force\n"
+"  These take --api HOST:PORT (default 127.0.0.1:9121, or $XLB_API),\n"
+"  --token-file FILE (default /etc/xlb/api.token, or $XLB_TOKEN_FILE), or\n"
+"  --config FILE to take both from the agent's config.  REAL is a name or address.\n"
 "\n"
 "Real-server side:\n"
 "  decap attach --iface IF --addr ADDR [--addr ADDR ...] [--gue-port N] [--mode M]\n"
@@ -62,10 +75,49 @@ static void usage_exit(const char *fmt, ...)
     exit(2);
 }
 
+void xlbctl_usage_exit(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    usage_exit("%s", msg);
+}
+
+static int g_json;              /* --json: results and errors as JSON on stdout */
+
+static void print_json(json_t *j)
+{
+    json_dumpf(j, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+    putchar('\n');
+    json_decref(j);
+}
+
 static int fail(const struct xlb_err *e)
 {
+    if (g_json)
+        print_json(json_pack("{s:s}", "error", e->msg));
     fprintf(stderr, "xlbctl: %s\n", e->msg);
     return 1;
+}
+
+/* The success line of a command that changes something. */
+static int done(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int done(const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (g_json)
+        print_json(json_pack("{s:b,s:s}", "ok", 1, "message", msg));
+    else
+        printf("%s\n", msg);
+    return 0;
 }
 
 static long parse_num(const char *what, const char *s, long min, long max)
@@ -143,7 +195,7 @@ static void parse_args(int argc, char **argv, struct args *a)
         case OPT_SRC4: a->src4 = optarg; break;
         case OPT_SRC6: a->src6 = optarg; break;
         case OPT_GUE: a->gue = parse_num("--gue-port", optarg, 1, 65535); break;
-        case OPT_JSON: a->json = 1; break;
+        case OPT_JSON: a->json = g_json = 1; break;
         case OPT_VIP: a->vip = optarg; break;
         case OPT_PORT: a->port = parse_num("--port", optarg, 0, 65535); break;
         case OPT_PROTO: a->proto = optarg; break;
@@ -170,7 +222,7 @@ static void parse_args(int argc, char **argv, struct args *a)
 
 static void only(const struct args *a, const char *cmd, unsigned allowed)
 {
-    unsigned extra = a->seen & ~(allowed | 1u << OPT_BPFFS);
+    unsigned extra = a->seen & ~(allowed | 1u << OPT_BPFFS | 1u << OPT_JSON);
 
     for (int i = 0; extra && long_opts[i].name; i++)
         if (extra & (1u << long_opts[i].val))
@@ -215,9 +267,8 @@ static int cmd_load(struct args *a)
     xlb_dp_close(dp);
     if (err)
         return fail(&e);
-    printf("xlb attached to %s; maps pinned in %s\n", a->iface,
-           a->bpffs ? a->bpffs : XLB_BPFFS_DEFAULT);
-    return 0;
+    return done("xlb attached to %s; maps pinned in %s", a->iface,
+                a->bpffs ? a->bpffs : XLB_BPFFS_DEFAULT);
 }
 
 static int cmd_unload(struct args *a)
@@ -229,8 +280,7 @@ static int cmd_unload(struct args *a)
         usage_exit("unload needs --iface IF");
     if (xlb_detach(a->bpffs, a->iface, !a->keep, &e))
         return fail(&e);
-    printf("xlb detached from %s\n", a->iface);
-    return 0;
+    return done("xlb detached from %s", a->iface);
 }
 
 /* Open the pinned maps.  Commands that change them hold an exclusive lock
@@ -287,12 +337,16 @@ static int cmd_service(struct args *a)
             return 1;
         if (xlb_service_add(&m, &sp, NULL, &e))
             rc = fail(&e);
+        else
+            done("service %s added", sp.name);
     } else if (!strcmp(a->pos[0], "del")) {
         only(a, "service del", 0);
         if (open_maps(a, &m, true))
             return 1;
         if (xlb_service_del(&m, a->pos[1], &e))
             rc = fail(&e);
+        else
+            done("service %s removed", a->pos[1]);
     } else {
         usage_exit("unknown service command '%s'", a->pos[0]);
     }
@@ -320,13 +374,15 @@ static int cmd_real(struct args *a)
     if (open_maps(a, &m, true))
         return 1;
     if (xlb_service_find(&m, a->pos[1], &vs_id, NULL)) {
-        fprintf(stderr, "xlbctl: no service named %s (see 'xlbctl status')\n", a->pos[1]);
-        rc = 1;
+        xlb_errf(&e, ENOENT, "no service named %s (see 'xlbctl status')", a->pos[1]);
+        rc = fail(&e);
     } else if (add ? xlb_real_add(&m, vs_id, fam, &addr, a->weight, a->name, NULL, &e)
                    : xlb_real_del(&m, vs_id, fam, &addr, &e)) {
         rc = fail(&e);
     } else if (xlb_service_rebuild(&m, vs_id, &e)) {
         rc = fail(&e);
+    } else {
+        done("real %s %s service %s", a->pos[2], add ? "added to" : "removed from", a->pos[1]);
     }
     xlb_maps_close(&m);
     return rc;
@@ -335,6 +391,27 @@ static int cmd_real(struct args *a)
 static const char *method_name(uint8_t m)
 {
     return m == XLB_FWD_IPIP ? "ipip" : m == XLB_FWD_GUE ? "gue" : "?";
+}
+
+/* How new flows index the service's table (XLB_VS_F_*). */
+static const char *table_kind(uint32_t flags)
+{
+    return flags & XLB_VS_F_SEQ ? "seq" : flags & XLB_VS_F_SRC_HASH ? "src_hash" : "hash";
+}
+
+/* The state markers of a real (XLB_REAL_F_*), e.g. ["drain"]. */
+static json_t *real_flags_json(uint32_t flags)
+{
+    static const struct { uint32_t bit; const char *name; } names[] = {
+        { XLB_REAL_F_DRAIN, "drain" }, { XLB_REAL_F_HALT, "halt" },
+        { XLB_REAL_F_DOWN, "down" }, { XLB_REAL_F_RESCHED, "resched" },
+    };
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (flags & names[i].bit)
+            json_array_append_new(a, json_string(names[i].name));
+    return a;
 }
 
 static json_t *counters_json(json_t *o, const struct xlb_counters *c)
@@ -371,6 +448,7 @@ static json_t *status_json(const struct xlb_maps *m)
                        "vip", xlb_addr_str(&s.vip, s.family, buf, sizeof(buf)),
                        "port", (int)ntohs(s.port_be), "proto", xlb_proto_str(s.proto),
                        "method", method_name(s.method), "ring_size", (int)s.ring_size);
+        json_object_set_new(so, "table", json_string(table_kind(s.flags)));
         counters_json(so, &c);
         for (uint32_t rid = 0; rid < XLB_MAX_REALS; rid++) {
             struct xlb_real r;
@@ -380,9 +458,10 @@ static json_t *status_json(const struct xlb_maps *m)
                 r.vs_id != id)
                 continue;
             xlb_counters_read(m->real_stats, rid, &c);
-            ro = json_pack("{s:s, s:s, s:i, s:i}", "name", r.name,
+            ro = json_pack("{s:s, s:s, s:i, s:i, s:o}", "name", r.name,
                            "address", xlb_addr_str(&r.addr, r.family, buf, sizeof(buf)),
-                           "id", (int)rid, "weight", (int)r.weight);
+                           "id", (int)rid, "weight", (int)r.weight,
+                           "flags", real_flags_json(r.flags));
             json_array_append_new(reals, counters_json(ro, &c));
         }
         json_object_set_new(so, "reals", reals);
@@ -428,14 +507,21 @@ static void status_table(json_t *st)
                json_integer_value(json_object_get(s, "bytes")),
                json_integer_value(json_object_get(s, "new_flows")),
                json_string_value(json_object_get(s, "name")));
-        json_array_foreach(json_object_get(s, "reals"), j, r)
-            printf("  -> %-40s %-4s %6lld %12lld %14lld %10lld  %s\n",
+        json_array_foreach(json_object_get(s, "reals"), j, r) {
+            json_t *f;
+            size_t k;
+
+            printf("  -> %-40s %-4s %6lld %12lld %14lld %10lld  %s",
                    json_string_value(json_object_get(r, "address")), "",
                    json_integer_value(json_object_get(r, "weight")),
                    json_integer_value(json_object_get(r, "packets")),
                    json_integer_value(json_object_get(r, "bytes")),
                    json_integer_value(json_object_get(r, "new_flows")),
                    json_string_value(json_object_get(r, "name")));
+            json_array_foreach(json_object_get(r, "flags"), k, f)
+                printf(" [%s]", json_string_value(f));
+            putchar('\n');
+        }
     }
     printf("\nPackets by verdict:\n");
     i = 0;
@@ -493,15 +579,13 @@ static int cmd_decap(struct args *a)
         xlb_decap_close(d);
         if (err)
             return fail(&e);
-        printf("decap attached to %s\n", a->iface);
-        return 0;
+        return done("decap attached to %s", a->iface);
     }
     if (!strcmp(a->pos[0], "detach")) {
         only(a, "decap detach", O(IFACE));
         if (xlb_decap_detach(a->bpffs, a->iface, &e))
             return fail(&e);
-        printf("decap detached from %s\n", a->iface);
-        return 0;
+        return done("decap detached from %s", a->iface);
     }
     usage_exit("unknown decap command '%s'", a->pos[0]);
 }
@@ -518,6 +602,8 @@ int main(int argc, char **argv)
         fputs(usage_text, stdout);
         return 0;
     }
+    if (xlbctl_is_api_command(cmd))
+        return xlbctl_api_main(cmd, argc - 1, argv + 1);
     parse_args(argc - 1, argv + 1, &a);
     if (!strcmp(cmd, "load"))
         return cmd_load(&a);

@@ -649,3 +649,32 @@ xlbt_install_traps() {
 	trap 'xlbt_on_signal TERM' TERM
 	trap 'xlbt_on_signal HUP' HUP
 }
+
+# ---------------------------------------------------------------------------
+# Single processes and time
+
+# xlbt_forget_pid PID...: topo_down no longer stops PID (the caller stopped
+# or waited for it already, and the PID may be reused).
+xlbt_forget_pid() {
+	local p q keep=()
+	for p in "${XLBT_PIDS[@]}"; do
+		for q in "$@"; do
+			[[ $p == "$q" ]] && continue 2
+		done
+		keep+=("$p")
+	done
+	XLBT_PIDS=("${keep[@]}")
+}
+
+# xlbt_stop_pid PID...: stop PIDs as topo_down does (TERM, up to 2 s of
+# grace, then KILL) and forget them.
+xlbt_stop_pid() {
+	xlbt_stop_pids "$@"
+	xlbt_forget_pid "$@"
+}
+
+# xlbt_now_ms: the wall clock in milliseconds, without a subprocess.
+xlbt_now_ms() {
+	local t=${EPOCHREALTIME/[.,]/}
+	printf '%s\n' $((t / 1000))
+}

@@ -1,0 +1,1253 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * agent.c - from config and health to data-plane state.
+ *
+ * Convergence.  The pinned maps are the state of record for forwarding; the
+ * agent's own records are rebuilt from the config and matched against them
+ * by name (services) and by family + address (reals).  A matching entry is
+ * adopted as it is - its slot, its generation and therefore its established
+ * flows stay - and only what differs is written: weights, flags, the VIP
+ * entries of the service's ports, its selection table.  Entries the config
+ * no longer has are removed after a table without them is live.  The same
+ * routine serves the first start, a restart over running maps and every
+ * reload, so a reload that leaves a service unchanged leaves its flows
+ * untouched.
+ *
+ * State of a real.  Usable = no operator drain/halt, its service's check up,
+ * its address's ICMP check (if any service checks it by ICMP) up, and below
+ * max_conns at the last count.  Only usable reals get a share of the
+ * selection table; drained ones keep their flows; halted or down ones lose
+ * them too when the service has drop_on_failure (XLB_REAL_F_RESCHED).  The
+ * state markers are written into xlb_reals.flags so that an agent started
+ * over running maps adopts them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <bpf/bpf.h>
+
+#include "agent.h"
+#include "xlb_addr.h"
+
+#define ACTIVE_IDLE_TCP_NS (900ull * 1000000000ull)
+#define ACTIVE_IDLE_UDP_NS (30ull * 1000000000ull)
+#define WRT_INTERVAL_MS 15000
+#define ADAPTIVE_TICK_MS 500
+
+int agent_log_level = LOG_INFO_;
+
+void agent_log(int level, const char *fmt, ...)
+{
+    static const char *const names[] = { "emerg", "alert", "crit", "err", "warning", "notice",
+                                         "info", "debug" };
+    va_list ap;
+
+    if (level > agent_log_level)
+        return;
+    fprintf(stderr, "<%d>xlb-agent: %s: ", level, names[level & 7]);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static double mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int errs(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int errs(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err && errlen) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -code;
+}
+
+/* ---- states ---- */
+
+static bool real_down(const struct agent_real *r)
+{
+    return !r->check_up || (r->icmp && !r->icmp->up);
+}
+
+enum agent_state agent_real_state(const struct agent_real *r)
+{
+    if (r->admin == ADMIN_HALT)
+        return RS_HALT;
+    if (real_down(r))
+        return RS_DOWN;
+    if (r->admin == ADMIN_DRAIN)
+        return RS_DRAIN;
+    return RS_UP;
+}
+
+const char *agent_state_name(enum agent_state s)
+{
+    static const char *const n[] = { "up", "down", "drain", "halt" };
+
+    return s <= RS_HALT ? n[s] : "?";
+}
+
+bool agent_real_usable(const struct agent_real *r)
+{
+    if (agent_real_state(r) != RS_UP || r->weight == 0)
+        return false;
+    return !r->cfg.max_conns || r->active < r->cfg.max_conns;
+}
+
+static uint32_t wanted_flags(const struct agent_real *r)
+{
+    uint32_t f = XLB_REAL_F_ACTIVE;
+    bool down = real_down(r);
+
+    if (r->admin == ADMIN_DRAIN)
+        f |= XLB_REAL_F_DRAIN;
+    if (r->admin == ADMIN_HALT)
+        f |= XLB_REAL_F_HALT;
+    if (down)
+        f |= XLB_REAL_F_DOWN;
+    if (r->svc->cfg->drop_on_failure && (down || r->admin == ADMIN_HALT))
+        f |= XLB_REAL_F_RESCHED;
+    return f;
+}
+
+/* ---- selection tables ---- */
+
+struct real_identity {          /* as the loader's Maglev rebuild identifies reals */
+    __u8 family;
+    __u8 pad[3];
+    struct xlb_addr addr;
+};
+
+static int install_table(struct agent_service *s, char *err, size_t errlen)
+{
+    struct agent *a = s->agent;
+    size_t n = s->n_reals, cap;
+    struct xlb_sched_in *in = calloc(n ? n : 1, sizeof(*in));
+    struct real_identity *ids = calloc(n ? n : 1, sizeof(*ids));
+    uint32_t *w = calloc(n ? n : 1, sizeof(*w));
+    uint32_t *vals = calloc(n ? n : 1, sizeof(*vals));
+    uint32_t *table = NULL, len = 0;
+    struct xlb_sched_ctx ctx = { .now_ms = wall_ms(), .expected_new = s->expected_new };
+    struct xlb_err e;
+    int rc;
+
+    cap = s->cfg->ring_size > XLB_SEQ_MAX_LEN ? s->cfg->ring_size : XLB_SEQ_MAX_LEN;
+    table = malloc(cap * sizeof(*table));
+    if (!in || !ids || !w || !vals || !table) {
+        rc = errs(err, errlen, ENOMEM, "out of memory building the table of %s", s->cfg->name);
+        goto out;
+    }
+    if (!ctx.expected_new)
+        ctx.expected_new = 1;
+    for (size_t i = 0; i < n; i++) {
+        struct agent_real *r = s->reals[i];
+        bool usable = agent_real_usable(r);
+
+        if (usable && !r->was_usable)
+            r->usable_since_ms = ctx.now_ms;
+        r->was_usable = usable;
+        ids[i].family = r->cfg.family;
+        ids[i].addr = r->cfg.addr;
+        in[i].id = &ids[i];
+        in[i].id_len = sizeof(ids[i]);
+        in[i].weight = r->weight;
+        in[i].usable = usable;
+        in[i].active = r->active;
+        in[i].load = r->load;
+        in[i].rt_ms = r->rt_ms;
+        in[i].ramp = xlb_sched_ramp(ctx.now_ms, r->usable_since_ms, s->cfg->slow_start_ms);
+        vals[i] = r->real_id;
+    }
+    rc = s->sched->weights(&ctx, in, n, w);
+    if (rc) {
+        errs(err, errlen, -rc, "scheduler %s of service %s failed: %s", s->sched->name,
+             s->cfg->name, strerror(-rc));
+        goto out;
+    }
+    rc = xlb_sched_build(s->sched->kind, in, w, vals, n, s->cfg->ring_size, XLB_SEQ_MAX_LEN,
+                         table, &len);
+    if (rc) {
+        errs(err, errlen, -rc, "cannot build the table of service %s: %s", s->cfg->name,
+             strerror(-rc));
+        goto out;
+    }
+    rc = xlb_sel_install(&a->maps, s->vs_id, table, len, &e);
+    if (rc) {
+        errs(err, errlen, -rc, "%s", e.msg);
+        goto out;
+    }
+    s->table_len = len;
+    s->tables_built++;
+    for (size_t i = 0; i < n; i++)
+        s->reals[i]->eff_weight = w[i];
+out:
+    free(in);
+    free(ids);
+    free(w);
+    free(vals);
+    free(table);
+    return rc;
+}
+
+int agent_apply_service(struct agent_service *s, char *err, size_t errlen)
+{
+    struct agent *a = s->agent;
+    struct xlb_err e;
+    int rc;
+
+    rc = install_table(s, err, errlen);
+    if (rc)
+        return rc;
+    /* Flags after the table: a real whose flows are rescheduled must
+     * already be out of the table they are rescheduled from. */
+    for (int i = 0; i < s->n_reals; i++) {
+        struct agent_real *r = s->reals[i];
+        uint32_t f = wanted_flags(r), all = XLB_REAL_F_DRAIN | XLB_REAL_F_HALT |
+                                            XLB_REAL_F_DOWN | XLB_REAL_F_RESCHED;
+
+        if (f == r->dp_flags && r->weight == r->dp_weight)
+            continue;
+        rc = xlb_real_update(&a->maps, r->real_id, f & ~XLB_REAL_F_ACTIVE,
+                             all & ~f, &r->weight, &e);
+        if (rc)
+            return errs(err, errlen, -rc, "%s", e.msg);
+        r->dp_flags = f;
+        r->dp_weight = r->weight;
+    }
+    return 0;
+}
+
+static void apply_logged(struct agent_service *s, const char *why)
+{
+    char err[512];
+
+    if (agent_apply_service(s, err, sizeof(err)))
+        agent_log(LOG_ERR_, "service %s: %s: %s", s->cfg->name, why, err);
+}
+
+/* A real's state may have changed: write it, remember when and how long
+ * the data plane took to follow. */
+static void state_changed(struct agent_real *r, enum agent_state before, const char *why)
+{
+    double t0 = mono_us();
+    enum agent_state now = agent_real_state(r);
+
+    apply_logged(r->svc, why);
+    r->last_apply_us = mono_us() - t0;
+    if (now != before) {
+        r->state_change_ms = wall_ms();
+        agent_log(LOG_INFO_, "service %s real %s: %s -> %s (%s; data plane updated in %.0f us)",
+                  r->svc->cfg->name, r->cfg.name, agent_state_name(before),
+                  agent_state_name(now), why, r->last_apply_us);
+    }
+}
+
+int agent_set_admin(struct agent_real *r, enum agent_admin admin, char *err, size_t errlen)
+{
+    enum agent_state before = agent_real_state(r);
+    static const char *const what[] = { "enable", "drain", "halt" };
+    int rc;
+
+    r->admin = admin;
+    rc = agent_apply_service(r->svc, err, errlen);
+    if (rc)
+        return rc;
+    if (agent_real_state(r) != before) {
+        r->state_change_ms = wall_ms();
+        agent_log(LOG_INFO_, "service %s real %s: %s -> %s (operator: %s)", r->svc->cfg->name,
+                  r->cfg.name, agent_state_name(before), agent_state_name(agent_real_state(r)),
+                  what[admin]);
+    }
+    return 0;
+}
+
+int agent_set_weight(struct agent_real *r, uint32_t weight, char *err, size_t errlen)
+{
+    if (weight > 65535)
+        return errs(err, errlen, EINVAL, "weight %u of real %s is out of range: use 0 to 65535",
+                    weight, r->cfg.name);
+    r->weight = weight;
+    r->weight_set = weight != r->cfg.weight;
+    agent_log(LOG_INFO_, "service %s real %s: weight %u (operator)", r->svc->cfg->name,
+              r->cfg.name, weight);
+    return agent_apply_service(r->svc, err, errlen);
+}
+
+/* ---- checks ---- */
+
+static void real_check_cb(struct xlb_check *c, enum xlb_check_result res, bool changed, void *arg)
+{
+    struct agent_real *r = arg;
+    const struct xlb_check_stats *st = xlb_check_stats(c);
+    enum agent_state before = agent_real_state(r);
+
+    xlb_prom_hist_observe(&r->hist, st->last_latency_ms / 1000.0);
+    if (res == XLB_CHECK_PASS)
+        r->rt_ms = r->rt_ms > 0 ? 0.7 * r->rt_ms + 0.3 * st->last_latency_ms
+                                : st->last_latency_ms;
+    if (!changed)
+        return;
+    r->check_up = st->up;
+    state_changed(r, before, st->up ? "health check passed" : st->last_detail[0] ?
+                  st->last_detail : xlb_check_result_name(res));
+}
+
+static void icmp_check_cb(struct xlb_check *c, enum xlb_check_result res, bool changed, void *arg)
+{
+    struct agent_icmp *ic = arg;
+    struct agent *a = ic->agent;
+    const struct xlb_check_stats *st = xlb_check_stats(c);
+
+    (void)res;
+    for (int i = 0; i < a->n_services; i++)
+        for (int j = 0; j < a->services[i]->n_reals; j++) {
+            struct agent_real *r = a->services[i]->reals[j];
+
+            if (r->icmp == ic && r->svc->cfg->hc.type == XLB_HC_ICMP)
+                xlb_prom_hist_observe(&r->hist, st->last_latency_ms / 1000.0);
+        }
+    if (!changed)
+        return;
+    /* Layer 3: every service with this address as a real follows. */
+    for (int i = 0; i < a->n_services; i++) {
+        struct agent_service *s = a->services[i];
+        enum agent_state before[s->n_reals ? s->n_reals : 1];
+        bool touched = false;
+
+        ic->up = !st->up;
+        for (int j = 0; j < s->n_reals; j++) {
+            before[j] = agent_real_state(s->reals[j]);
+            touched |= s->reals[j]->icmp == ic;
+        }
+        ic->up = st->up;
+        if (!touched)
+            continue;
+        for (int j = 0; j < s->n_reals; j++)
+            if (s->reals[j]->icmp == ic)
+                state_changed(s->reals[j], before[j], st->up ? "icmp check passed" :
+                              "icmp check failed (layer 3: every service)");
+    }
+}
+
+static uint16_t check_port(const struct agent_service *s, const struct agent_real *r)
+{
+    if (s->cfg->hc.port)
+        return s->cfg->hc.port;
+    if (r->cfg.port)
+        return r->cfg.port;
+    return s->cfg->n_ports ? s->cfg->ports[0] : 0;
+}
+
+static struct agent_icmp *icmp_get(struct agent *a, const struct xlb_cfg_hc *spec, uint8_t family,
+                                   const struct xlb_addr *addr, bool initially_up)
+{
+    struct agent_icmp *ic, **grown;
+
+    for (int i = 0; i < a->n_icmp; i++)
+        if (a->icmp[i]->family == family && !memcmp(&a->icmp[i]->addr, addr, sizeof(*addr))) {
+            a->icmp[i]->used = true;
+            return a->icmp[i];
+        }
+    ic = calloc(1, sizeof(*ic));
+    grown = realloc(a->icmp, (a->n_icmp + 1) * sizeof(*grown));
+    if (!ic || !grown) {
+        free(ic);
+        if (grown)
+            a->icmp = grown;
+        return NULL;
+    }
+    a->icmp = grown;
+    ic->family = family;
+    ic->addr = *addr;
+    ic->agent = a;
+    ic->up = initially_up;
+    ic->used = true;
+    ic->check = xlb_check_new(a->loop, spec, family, addr, 0, initially_up, icmp_check_cb, ic);
+    if (!ic->check || xlb_check_start(ic->check, false)) {
+        char buf[XLB_ADDR_STRLEN];
+
+        agent_log(LOG_ERR_, "cannot start the icmp check of %s: %s",
+                  xlb_addr_str(addr, family, buf, sizeof(buf)), strerror(errno));
+    }
+    a->icmp[a->n_icmp++] = ic;
+    return ic;
+}
+
+static int real_start_check(struct agent_service *s, struct agent_real *r)
+{
+    if (s->cfg->hc.type == XLB_HC_NONE || s->cfg->hc.type == XLB_HC_ICMP)
+        return 0;
+    r->hc_used = s->cfg->hc;
+    r->hc_port = check_port(s, r);
+    r->check = xlb_check_new(s->agent->loop, &s->cfg->hc, r->cfg.family, &r->cfg.addr,
+                             r->hc_port, r->check_up, real_check_cb, r);
+    if (!r->check)
+        return -errno;
+    return xlb_check_start(r->check, false);
+}
+
+/* ---- adaptive: load files ---- */
+
+static void real_free(struct agent_real *r);
+
+static void load_fetched(int status, const char *body, size_t len, void *arg)
+{
+    struct agent_real *r = arg;
+    int load = -1;
+
+    r->fetching = false;
+    if (!r->svc) {              /* removed while the fetch ran */
+        free(r);
+        return;
+    }
+    if (status == 200 && body) {
+        char buf[16];
+        size_t k = len < sizeof(buf) - 1 ? len : sizeof(buf) - 1;
+        char *end;
+        long v;
+
+        memcpy(buf, body, k);
+        buf[k] = '\0';
+        v = strtol(buf, &end, 10);
+        while (*end == ' ' || *end == '\r' || *end == '\n' || *end == '\t')
+            end++;
+        if (end != buf && *end == '\0' && v >= 0 && v <= 100)
+            load = (int)v;
+    }
+    if (load != r->load) {
+        r->load = load;
+        apply_logged(r->svc, "adaptive load changed");
+    }
+}
+
+static void adaptive_tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+    uint64_t now = uv_now(a->loop);
+
+    for (int i = 0; i < a->n_services; i++) {
+        struct agent_service *s = a->services[i];
+
+        if (s->cfg->scheduler != XLB_SCHED_ADAPTIVE)
+            continue;
+        for (int j = 0; j < s->n_reals; j++) {
+            struct agent_real *r = s->reals[j];
+
+            if (r->fetching || now < r->next_fetch_ms)
+                continue;
+            r->next_fetch_ms = now + s->cfg->adaptive_interval_ms;
+            if (xlb_http_fetch(a->loop, r->cfg.family, &r->cfg.addr, s->cfg->adaptive_port,
+                               NULL, s->cfg->adaptive_path, s->cfg->hc.timeout_ms,
+                               load_fetched, r) == 0)
+                r->fetching = true;
+        }
+    }
+}
+
+/* ---- rebalancing ---- */
+
+static void rebalance_tick(uv_timer_t *t)
+{
+    agent_rebalance(t->data);
+}
+
+void agent_rebalance(struct agent *a)
+{
+    struct xlb_err e;
+    int rc;
+
+    rc = xlb_active_scan(&a->maps, ACTIVE_IDLE_TCP_NS, ACTIVE_IDLE_UDP_NS, a->active_buf, &e);
+    if (rc < 0) {
+        agent_log(LOG_WARN_, "cannot count active flows: %s", e.msg);
+        return;
+    }
+    a->scan_ms = wall_ms();
+    for (int i = 0; i < a->n_services; i++) {
+        struct agent_service *s = a->services[i];
+        struct xlb_counters c;
+        bool limits = false, ramping = false;
+
+        for (int j = 0; j < s->n_reals; j++) {
+            struct agent_real *r = s->reals[j];
+            bool was = agent_real_usable(r);
+
+            r->active = a->active_buf[r->real_id];
+            limits |= r->cfg.max_conns && agent_real_usable(r) != was;
+            ramping |= s->cfg->slow_start_ms &&
+                       a->scan_ms - r->usable_since_ms < s->cfg->slow_start_ms + 1000;
+        }
+        if (xlb_counters_read(a->maps.vs_stats, s->vs_id, &c) == 0) {
+            uint64_t d = c.new_flows - s->prev_new_flows;
+
+            s->prev_new_flows = c.new_flows;
+            s->expected_new = d > UINT32_MAX ? UINT32_MAX : (uint32_t)(d ? d : 1);
+        }
+        if (s->sched->dynamic || limits || ramping)
+            apply_logged(s, "rebalance");
+    }
+}
+
+static void wrt_tick(uv_timer_t *t)
+{
+    struct agent *a = t->data;
+
+    for (int i = 0; i < a->n_services; i++)
+        if (a->services[i]->cfg->scheduler == XLB_SCHED_WRT)
+            apply_logged(a->services[i], "response times");
+}
+
+/* ---- data plane objects of one service ---- */
+
+static uint8_t fwd_method(enum xlb_cfg_fwd f)
+{
+    return f == XLB_CFG_FWD_GUE ? XLB_FWD_GUE : XLB_FWD_IPIP;
+}
+
+static uint32_t table_flags(const struct xlb_sched *s)
+{
+    if (s->kind == XLB_TABLE_SEQ)
+        return XLB_VS_F_SEQ;
+    if (s->kind == XLB_TABLE_HASH_SRC)
+        return XLB_VS_F_SRC_HASH;
+    return 0;
+}
+
+static uint8_t first_proto(const struct xlb_cfg_service *c)
+{
+    return (c->protocols & XLB_CFG_PROTO_TCP) ? IPPROTO_TCP : IPPROTO_UDP;
+}
+
+/* Make the VIP entries of vs_id exactly ports x protocols. */
+static int sync_vips(struct agent *a, const struct xlb_cfg_service *c, uint32_t vs_id,
+                     char *err, size_t errlen)
+{
+    static const uint8_t protos[2] = { IPPROTO_TCP, IPPROTO_UDP };
+    struct xlb_vip_key *have = NULL;
+    struct xlb_err e;
+    int n, rc = 0;
+
+    n = xlb_vip_list(&a->maps, vs_id, NULL, 0);
+    if (n < 0)
+        return errs(err, errlen, -n, "cannot list the VIP entries of %s", c->name);
+    have = calloc(n ? n : 1, sizeof(*have));
+    if (!have)
+        return errs(err, errlen, ENOMEM, "out of memory");
+    n = xlb_vip_list(&a->maps, vs_id, have, n);
+    for (int pi = 0; pi < 2; pi++) {
+        if (!(c->protocols & (1u << pi)))
+            continue;
+        for (int i = 0; i < c->n_ports; i++) {
+            bool found = false;
+
+            for (int k = 0; k < n && !found; k++)
+                found = have[k].proto == protos[pi] && ntohs(have[k].port_be) == c->ports[i];
+            if (!found && (rc = xlb_vip_add(&a->maps, vs_id, c->ports[i], protos[pi], &e))) {
+                errs(err, errlen, -rc, "service %s: %s", c->name, e.msg);
+                goto out;
+            }
+        }
+    }
+    for (int k = 0; k < n; k++) {
+        int pi = have[k].proto == IPPROTO_TCP ? 0 : 1;
+        bool want = false;
+
+        if (c->protocols & (1u << pi))
+            for (int i = 0; i < c->n_ports && !want; i++)
+                want = ntohs(have[k].port_be) == c->ports[i];
+        if (!want)
+            xlb_vip_del(&a->maps, vs_id, ntohs(have[k].port_be), have[k].proto, NULL);
+    }
+out:
+    free(have);
+    return rc;
+}
+
+/* Find or create the service in the maps; adopt it when it matches. */
+static int dp_service(struct agent *a, struct agent_service *s, char *err, size_t errlen)
+{
+    const struct xlb_cfg_service *c = s->cfg;
+    struct xlb_service cur;
+    struct xlb_err e;
+    uint32_t id, fl = table_flags(s->sched);
+    int rc;
+
+    if (xlb_service_find(&a->maps, c->name, &id, &cur) == 0) {
+        if (cur.family == c->family && !memcmp(&cur.vip, &c->addr, sizeof(c->addr)) &&
+            cur.method == fwd_method(c->forwarding) && cur.ring_size == c->ring_size) {
+            s->vs_id = id;
+            if ((cur.flags & (XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH)) != fl) {
+                rc = xlb_service_set_flags(&a->maps, id, fl,
+                                           (XLB_VS_F_SEQ | XLB_VS_F_SRC_HASH) & ~fl, &e);
+                if (rc)
+                    return errs(err, errlen, -rc, "%s", e.msg);
+            }
+            return sync_vips(a, c, id, err, errlen);
+        }
+        agent_log(LOG_INFO_, "service %s: address, method or table size changed: recreating it",
+                  c->name);
+        xlb_service_del(&a->maps, c->name, NULL);
+    }
+    {
+        struct xlb_service_spec sp = {
+            .name = c->name, .family = c->family, .vip = c->addr, .port = c->ports[0],
+            .proto = first_proto(c), .method = fwd_method(c->forwarding),
+            .ring_size = c->ring_size, .flags = fl,
+        };
+
+        rc = xlb_service_add(&a->maps, &sp, &s->vs_id, &e);
+        if (rc)
+            return errs(err, errlen, -rc, "%s", e.msg);
+    }
+    return sync_vips(a, c, s->vs_id, err, errlen);
+}
+
+static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *r, bool adopt_state,
+                   char *err, size_t errlen)
+{
+    struct xlb_real cur;
+    struct xlb_err e;
+    uint32_t id;
+    int rc;
+
+    if (xlb_real_find(&a->maps, s->vs_id, r->cfg.family, &r->cfg.addr, &id) == 0 &&
+        xlb_real_get(&a->maps, id, &cur) == 0) {
+        r->real_id = id;
+        r->dp_flags = cur.flags;
+        r->dp_weight = cur.weight;
+        if (adopt_state) {
+            r->admin = (cur.flags & XLB_REAL_F_HALT) ? ADMIN_HALT :
+                       (cur.flags & XLB_REAL_F_DRAIN) ? ADMIN_DRAIN : ADMIN_NONE;
+            r->check_up = !(cur.flags & XLB_REAL_F_DOWN);
+        }
+        r->in_dp = true;
+        return 0;
+    }
+    rc = xlb_real_add(&a->maps, s->vs_id, r->cfg.family, &r->cfg.addr, r->weight, r->cfg.name,
+                      &r->real_id, &e);
+    if (rc)
+        return errs(err, errlen, -rc, "service %s: %s", s->cfg->name, e.msg);
+    r->dp_flags = XLB_REAL_F_ACTIVE;
+    r->dp_weight = r->weight;
+    r->in_dp = true;
+    return 0;
+}
+
+/* Remove the reals of vs_id that the service no longer has. */
+static void dp_prune_reals(struct agent *a, struct agent_service *s)
+{
+    uint32_t zero = 0;
+
+    for (uint32_t id = 0; id < XLB_MAX_REALS; id++) {
+        struct xlb_real cur;
+        bool keep = false;
+
+        if (xlb_real_get(&a->maps, id, &cur) || !(cur.flags & XLB_REAL_F_ACTIVE) ||
+            cur.vs_id != s->vs_id)
+            continue;
+        for (int i = 0; i < s->n_reals && !keep; i++)
+            keep = s->reals[i]->real_id == id;
+        if (keep)
+            continue;
+        /* Weight 0 first: the delete then leaves our table alone. */
+        xlb_real_update(&a->maps, id, 0, 0, &zero, NULL);
+        xlb_real_del(&a->maps, s->vs_id, cur.family, &cur.addr, NULL);
+    }
+}
+
+/* ---- records ---- */
+
+static void real_free(struct agent_real *r)
+{
+    if (!r)
+        return;
+    xlb_check_free(r->check);
+    r->check = NULL;
+    if (r->fetching) {
+        r->svc = NULL;          /* load_fetched() frees it */
+        return;
+    }
+    free(r);
+}
+
+static void service_free(struct agent_service *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n_reals; i++)
+        real_free(s->reals[i]);
+    free(s->reals);
+    free(s);
+}
+
+static const double check_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                        0.25, 0.5, 1, 2.5, 5, 10 };
+
+static struct agent_real *real_by_addr(struct agent_service *old, const struct xlb_cfg_real *c)
+{
+    if (!old)
+        return NULL;
+    for (int i = 0; i < old->n_reals; i++) {
+        struct agent_real *r = old->reals[i];
+
+        if (r && r->cfg.family == c->family && !memcmp(&r->cfg.addr, &c->addr, sizeof(c->addr)))
+            return r;
+    }
+    return NULL;
+}
+
+/*
+ * Converge to cfg.  Old records (NULL at the first start) carry runtime
+ * state: operator state, check decisions, running checks.  adopt: take the
+ * state markers of reals found in the maps (first start over running maps).
+ * On failure nothing of the old records is lost: the caller keeps them.
+ */
+static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *err, size_t errlen)
+{
+    struct agent_service **ns = NULL;
+    int n = 0, rc = 0;
+
+    ns = calloc(cfg->n_services ? cfg->n_services : 1, sizeof(*ns));
+    if (!ns)
+        return errs(err, errlen, ENOMEM, "out of memory");
+    for (int i = 0; i < cfg->n_services; i++) {
+        struct xlb_cfg_service *c = &cfg->services[i];
+        struct agent_service *old = agent_find_service(a, c->name), *s;
+
+        if (c->layer != 4)
+            continue;           /* the proxy's */
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->reals = calloc(c->n_reals ? c->n_reals : 1, sizeof(*s->reals)))) {
+            free(s);
+            rc = errs(err, errlen, ENOMEM, "out of memory");
+            goto fail;
+        }
+        ns[n++] = s;
+        s->cfg = c;
+        s->agent = a;
+        s->sched = xlb_sched_get(c->scheduler);
+        s->expected_new = old ? old->expected_new : 1;
+        s->prev_new_flows = old ? old->prev_new_flows : 0;
+        rc = dp_service(a, s, err, errlen);
+        if (rc)
+            goto fail;
+        for (int j = 0; j < c->n_reals; j++) {
+            struct xlb_cfg_real *rc_ = &c->reals[j];
+            struct agent_real *o = old && old->vs_id == s->vs_id ? real_by_addr(old, rc_) : NULL;
+            struct agent_real *r = calloc(1, sizeof(*r));
+
+            if (!r) {
+                rc = errs(err, errlen, ENOMEM, "out of memory");
+                goto fail;
+            }
+            s->reals[s->n_reals++] = r;
+            r->cfg = *rc_;
+            r->svc = s;
+            r->load = -1;
+            r->check_up = true;
+            r->weight = rc_->weight;
+            r->admin = rc_->enabled ? ADMIN_NONE : ADMIN_HALT;
+            xlb_prom_hist_init(&r->hist, check_buckets,
+                               sizeof(check_buckets) / sizeof(check_buckets[0]));
+            if (o) {
+                /* Unchanged real: runtime state stays, unless the config
+                 * changed what the operator had overridden. */
+                if (o->cfg.enabled == rc_->enabled)
+                    r->admin = o->admin;
+                if (o->weight_set && o->cfg.weight == rc_->weight) {
+                    r->weight = o->weight;
+                    r->weight_set = true;
+                }
+                r->check_up = o->check_up;
+                r->active = o->active;
+                r->load = o->load;
+                r->rt_ms = o->rt_ms;
+                r->hist = o->hist;
+                r->usable_since_ms = o->usable_since_ms;
+                r->was_usable = o->was_usable;
+                r->state_change_ms = o->state_change_ms;
+                r->next_fetch_ms = o->next_fetch_ms;
+                r->prev = o;
+            } else {
+                r->usable_since_ms = adopt ? 0 : wall_ms();
+                r->was_usable = true;
+            }
+            rc = dp_real(a, s, r, adopt && !o, err, errlen);
+            if (rc)
+                goto fail;
+            if (!rc_->enabled && adopt && !o)
+                r->admin = ADMIN_HALT;
+        }
+    }
+
+    /* Services the config no longer has. */
+    for (uint32_t id = 0; id < XLB_MAX_SERVICES; id++) {
+        struct xlb_service cur;
+        bool keep = false;
+
+        if (bpf_map_lookup_elem(a->maps.services, &id, &cur) || !(cur.flags & XLB_VS_F_ACTIVE))
+            continue;
+        for (int i = 0; i < n && !keep; i++)
+            keep = ns[i]->vs_id == id;
+        if (!keep) {
+            agent_log(LOG_INFO_, "service %.*s: not in the config: removed", XLB_NAME_LEN,
+                      cur.name);
+            xlb_service_del(&a->maps, cur.name, NULL);
+        }
+    }
+
+    /* ICMP checks: mark, bind, then drop the unused ones. */
+    for (int i = 0; i < a->n_icmp; i++)
+        a->icmp[i]->used = false;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < ns[i]->n_reals; j++) {
+            struct agent_real *r = ns[i]->reals[j];
+
+            r->icmp = NULL;
+            for (int k = 0; k < n; k++)
+                if (ns[k]->cfg->hc.type == XLB_HC_ICMP &&
+                    real_by_addr(ns[k], &r->cfg) != NULL) {
+                    r->icmp = icmp_get(a, &ns[k]->cfg->hc, r->cfg.family, &r->cfg.addr,
+                                       r->check_up);
+                    break;
+                }
+            /* Without a check of its own the service's decision is "up";
+             * an adopted "down" lives on in the ICMP check's start. */
+            if (ns[i]->cfg->hc.type == XLB_HC_NONE || ns[i]->cfg->hc.type == XLB_HC_ICMP)
+                r->check_up = true;
+        }
+
+    /* Tables and flags, then prune. */
+    for (int i = 0; i < n; i++) {
+        rc = agent_apply_service(ns[i], err, errlen);
+        if (rc)
+            goto fail;
+        dp_prune_reals(a, ns[i]);
+    }
+
+    /* Checks: a running check that checks the same thing moves to the new
+     * record; the others start afresh. */
+    for (int i = 0; i < n; i++) {
+        struct agent_service *s = ns[i];
+
+        for (int j = 0; j < s->n_reals; j++) {
+            struct agent_real *r = s->reals[j], *o = r->prev;
+
+            r->prev = NULL;
+            if (o && o->check && !memcmp(&o->hc_used, &s->cfg->hc, sizeof(s->cfg->hc)) &&
+                o->hc_port == check_port(s, r)) {
+                r->check = o->check;
+                r->hc_used = o->hc_used;
+                r->hc_port = o->hc_port;
+                o->check = NULL;
+                xlb_check_set_arg(r->check, r);
+                continue;
+            }
+            if (real_start_check(s, r))
+                agent_log(LOG_ERR_, "service %s real %s: cannot start the health check: %s",
+                          s->cfg->name, r->cfg.name, strerror(errno));
+        }
+    }
+
+    for (int i = 0; i < a->n_services; i++)
+        service_free(a->services[i]);
+    free(a->services);
+    a->services = ns;
+    a->n_services = n;
+    for (int i = 0; i < a->n_icmp; i++)
+        if (!a->icmp[i]->used) {
+            xlb_check_free(a->icmp[i]->check);
+            free(a->icmp[i]);
+            a->icmp[i--] = a->icmp[--a->n_icmp];
+        }
+    return 0;
+fail:
+    for (int i = 0; i < n; i++)
+        service_free(ns[i]);
+    free(ns);
+    return rc;
+}
+
+struct agent_service *agent_find_service(struct agent *a, const char *name)
+{
+    for (int i = 0; i < a->n_services; i++)
+        if (!strcmp(a->services[i]->cfg->name, name))
+            return a->services[i];
+    return NULL;
+}
+
+struct agent_real *agent_find_real(struct agent_service *s, const char *key)
+{
+    struct xlb_addr addr;
+    uint8_t fam;
+    bool is_addr = xlb_addr_parse(key, &addr, &fam, NULL) == 0;
+
+    for (int i = 0; i < s->n_reals; i++) {
+        struct agent_real *r = s->reals[i];
+
+        if (!strcmp(r->cfg.name, key) ||
+            (is_addr && r->cfg.family == fam && !memcmp(&r->cfg.addr, &addr, sizeof(addr))))
+            return r;
+    }
+    return NULL;
+}
+
+/* ---- validation beyond the reader ---- */
+
+int agent_validate(const struct xlb_config *c, char *err, size_t errlen)
+{
+    for (int i = 0; i < c->n_services; i++) {
+        const struct xlb_cfg_service *s = &c->services[i];
+
+        if (s->layer != 4)
+            continue;
+        if (s->forwarding == XLB_CFG_FWD_DSR || s->forwarding == XLB_CFG_FWD_NAT)
+            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].forwarding: %s is not "
+                        "supported by this data plane yet; use ipip or gue", c->path, s->line,
+                        s->column, i, xlb_cfg_fwd_name(s->forwarding));
+        if (s->persistence.type != XLB_PERSIST_NONE)
+            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].persistence: source-ip "
+                        "persistence is not supported by this data plane yet; remove it",
+                        c->path, s->line, s->column, i);
+        if (s->acl.n_allow || s->acl.n_deny)
+            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].acl: access lists are "
+                        "not supported by this data plane yet; remove them", c->path, s->line,
+                        s->column, i);
+    }
+    if (c->node.deny.n_deny || c->node.deny.n_allow)
+        return errs(err, errlen, ENOTSUP, "%s: node.deny: the node-wide deny list is not "
+                    "supported by this data plane yet; remove it", c->path);
+    return 0;
+}
+
+/* ---- start, reload, stop ---- */
+
+static int read_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+
+    if (!f)
+        return -errno;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            char *g = realloc(buf, cap = (cap ? cap * 2 : 8192));
+
+            if (!g) {
+                free(buf);
+                fclose(f);
+                return -ENOMEM;
+            }
+            buf = g;
+        }
+        size_t k = fread(buf + n, 1, cap - n - 1, f);
+
+        n += k;
+        if (k == 0)
+            break;
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+static int load_config(const char *path, struct xlb_config **cfg, char **text, size_t *len,
+                       char *err, size_t errlen)
+{
+    int rc = read_file(path, text, len);
+
+    if (rc)
+        return errs(err, errlen, -rc, "%s: cannot read the config: %s", path, strerror(-rc));
+    rc = xlb_config_parse(path, *text, *len, cfg, err, errlen);
+    if (!rc) {
+        rc = agent_validate(*cfg, err, errlen);
+        if (rc) {
+            xlb_config_free(*cfg);
+            *cfg = NULL;
+        }
+    }
+    if (rc) {
+        free(*text);
+        *text = NULL;
+    }
+    return rc;
+}
+
+/* The API token: read it, or create one the first time. */
+static int read_token(struct agent *a, const char *path, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_file(path, &text, &len);
+
+    if (rc == -ENOENT) {
+        unsigned char raw[24];
+        int fd, ufd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+
+        if (ufd < 0 || read(ufd, raw, sizeof(raw)) != (ssize_t)sizeof(raw)) {
+            if (ufd >= 0)
+                close(ufd);
+            return errs(err, errlen, EIO, "cannot read /dev/urandom for an API token");
+        }
+        close(ufd);
+        for (size_t i = 0; i < sizeof(raw); i++)
+            snprintf(a->token + 2 * i, 3, "%02x", raw[i]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, a->token, strlen(a->token)) < 0 || write(fd, "\n", 1) < 0) {
+            rc = errno;
+            if (fd >= 0)
+                close(fd);
+            return errs(err, errlen, rc, "api.token_file %s does not exist and cannot be "
+                        "created: %s (create the directory, or point token_file elsewhere)",
+                        path, strerror(rc));
+        }
+        close(fd);
+        agent_log(LOG_WARN_, "api.token_file %s did not exist: created it with a new random "
+                  "token (mode 0600)", path);
+        return 0;
+    }
+    if (rc)
+        return errs(err, errlen, -rc, "api.token_file %s: cannot read it: %s", path,
+                    strerror(-rc));
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r' || text[len - 1] == ' '))
+        text[--len] = '\0';
+    if (len < 16 || len >= sizeof(a->token)) {
+        free(text);
+        return errs(err, errlen, EINVAL, "api.token_file %s: the token must be 16 to %zu "
+                    "characters on one line", path, sizeof(a->token) - 1);
+    }
+    memcpy(a->token, text, len + 1);
+    free(text);
+    return 0;
+}
+
+static int open_dataplane(struct agent *a, char *err, size_t errlen)
+{
+    const struct xlb_cfg_node *nd = &a->cfg->node;
+    struct xlb_load_opts o = {
+        .bpffs = nd->bpffs, .conn_table_size = nd->conn_table_size,
+        .tunnel_src4 = nd->tunnel_src4, .tunnel_src4_plen = nd->tunnel_src4_plen,
+        .tunnel_src6 = nd->tunnel_src6, .tunnel_src6_plen = nd->tunnel_src6_plen,
+        .gue_port = nd->gue_port,
+    };
+    struct xlb_err e;
+    int rc;
+
+    rc = xlb_dp_open(&o, &a->dp, &e);
+    if (rc)
+        return errs(err, errlen, -rc, "%s", e.msg);
+    if (nd->n_ifaces == 0)
+        rc = xlb_dp_load(a->dp, &e);
+    for (int i = 0; i < nd->n_ifaces && !rc; i++) {
+        rc = xlb_dp_attach(a->dp, nd->ifaces[i], nd->xdp_mode, &e);
+        if (!rc)
+            agent_log(LOG_INFO_, "balancer attached to %s", nd->ifaces[i]);
+    }
+    if (rc) {
+        xlb_dp_close(a->dp);
+        a->dp = NULL;
+        return errs(err, errlen, -rc, "%s", e.msg);
+    }
+    a->maps = *xlb_dp_maps(a->dp);
+    return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct agent *a = h->data;
+    char err[1024];
+
+    if (signum == SIGHUP) {
+        agent_log(LOG_INFO_, "SIGHUP: reloading %s", a->cfg_path);
+        agent_reload(a, err, sizeof(err));
+        return;
+    }
+    agent_log(LOG_INFO_, "signal %d: stopping (the data plane keeps forwarding)", signum);
+    agent_stop(a);
+}
+
+static int start_listeners(struct agent *a, char *err, size_t errlen)
+{
+    const struct xlb_cfg_node *nd = &a->cfg->node;
+
+    if (nd->metrics.set) {
+        a->metrics_srv = xlb_httpd_start(a->loop, &nd->metrics, agent_metrics_handler, a, err,
+                                         errlen);
+        if (!a->metrics_srv)
+            return -errno;
+    }
+    if (nd->api.set) {
+        int rc = read_token(a, nd->api_token_file, err, errlen);
+
+        if (rc)
+            return rc;
+        a->api_srv = xlb_httpd_start(a->loop, &nd->api, agent_api_handler, a, err, errlen);
+        if (!a->api_srv)
+            return -errno;
+    }
+    return 0;
+}
+
+int agent_start(struct agent *a, uv_loop_t *loop, const char *cfg_path, char *err, size_t errlen)
+{
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->loop = loop;
+    snprintf(a->cfg_path, sizeof(a->cfg_path), "%s", cfg_path);
+    a->active_buf = calloc(XLB_MAX_REALS, sizeof(*a->active_buf));
+    if (!a->active_buf)
+        return errs(err, errlen, ENOMEM, "out of memory");
+    rc = load_config(cfg_path, &a->cfg, &a->cfg_text, &a->cfg_len, err, errlen);
+    if (rc)
+        goto fail;
+    rc = open_dataplane(a, err, errlen);
+    if (rc)
+        goto fail;
+    rc = converge(a, a->cfg, true, err, errlen);
+    if (rc)
+        goto fail;
+    a->last_reload_ok = true;
+    a->last_reload_time = wall_ms() / 1000.0;
+    rc = start_listeners(a, err, errlen);
+    if (rc)
+        goto fail;
+
+    uv_signal_init(loop, &a->sig_hup);
+    uv_signal_init(loop, &a->sig_term);
+    uv_signal_init(loop, &a->sig_int);
+    a->sig_hup.data = a->sig_term.data = a->sig_int.data = a;
+    uv_signal_start(&a->sig_hup, on_signal, SIGHUP);
+    uv_signal_start(&a->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&a->sig_int, on_signal, SIGINT);
+    uv_timer_init(loop, &a->rebalance);
+    uv_timer_init(loop, &a->wrt);
+    uv_timer_init(loop, &a->adaptive);
+    a->rebalance.data = a->wrt.data = a->adaptive.data = a;
+    uv_timer_start(&a->rebalance, rebalance_tick, a->cfg->node.rebalance_ms,
+                   a->cfg->node.rebalance_ms);
+    uv_timer_start(&a->wrt, wrt_tick, WRT_INTERVAL_MS, WRT_INTERVAL_MS);
+    uv_timer_start(&a->adaptive, adaptive_tick, 0, ADAPTIVE_TICK_MS);
+    agent_log(LOG_INFO_, "running %d layer-4 services from %s", a->n_services, cfg_path);
+    return 0;
+fail:
+    agent_log(LOG_ERR_, "%s", err);
+    agent_stop(a);
+    return rc;
+}
+
+int agent_reload(struct agent *a, char *err, size_t errlen)
+{
+    struct xlb_config *cfg = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    rc = load_config(a->cfg_path, &cfg, &text, &len, err, errlen);
+    if (!rc) {
+        const struct xlb_cfg_node *o = &a->cfg->node, *n = &cfg->node;
+
+        if (strcmp(o->bpffs, n->bpffs) || o->conn_table_size != n->conn_table_size ||
+            o->n_ifaces != n->n_ifaces || memcmp(o->ifaces, n->ifaces, sizeof(o->ifaces)) ||
+            memcmp(&o->metrics, &n->metrics, sizeof(o->metrics)) ||
+            memcmp(&o->api, &n->api, sizeof(o->api)) || o->gue_port != n->gue_port ||
+            memcmp(&o->tunnel_src4, &n->tunnel_src4, sizeof(o->tunnel_src4)) ||
+            memcmp(&o->tunnel_src6, &n->tunnel_src6, sizeof(o->tunnel_src6)))
+            agent_log(LOG_WARN_, "reload: node settings changed; they take effect when "
+                      "xlb-agent restarts (services are reloaded now)");
+        rc = converge(a, cfg, false, err, errlen);
+    }
+    a->last_reload_time = wall_ms() / 1000.0;
+    if (rc) {
+        a->reloads_failed++;
+        a->last_reload_ok = false;
+        snprintf(a->last_reload_error, sizeof(a->last_reload_error), "%s", err);
+        agent_log(LOG_ERR_, "reload rejected, the running config stays in force: %s", err);
+        xlb_config_free(cfg);
+        free(text);
+        return rc;
+    }
+    xlb_config_free(a->cfg);
+    free(a->cfg_text);
+    a->cfg = cfg;
+    a->cfg_text = text;
+    a->cfg_len = len;
+    a->reloads_ok++;
+    a->last_reload_ok = true;
+    a->last_reload_error[0] = '\0';
+    if (uv_is_active((uv_handle_t *)&a->rebalance))
+        uv_timer_set_repeat(&a->rebalance, cfg->node.rebalance_ms);
+    agent_log(LOG_INFO_, "reloaded %s: %d layer-4 services", a->cfg_path, a->n_services);
+    return 0;
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (h->loop && !uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void agent_stop(struct agent *a)
+{
+    if (a->stopping)
+        return;
+    a->stopping = true;
+    xlb_httpd_stop(a->metrics_srv);
+    xlb_httpd_stop(a->api_srv);
+    a->metrics_srv = a->api_srv = NULL;
+    close_handle((uv_handle_t *)&a->sig_hup);
+    close_handle((uv_handle_t *)&a->sig_term);
+    close_handle((uv_handle_t *)&a->sig_int);
+    close_handle((uv_handle_t *)&a->rebalance);
+    close_handle((uv_handle_t *)&a->wrt);
+    close_handle((uv_handle_t *)&a->adaptive);
+    for (int i = 0; i < a->n_services; i++)
+        service_free(a->services[i]);
+    free(a->services);
+    a->services = NULL;
+    a->n_services = 0;
+    for (int i = 0; i < a->n_icmp; i++) {
+        xlb_check_free(a->icmp[i]->check);
+        free(a->icmp[i]);
+    }
+    free(a->icmp);
+    a->icmp = NULL;
+    a->n_icmp = 0;
+    xlb_dp_close(a->dp);
+    a->dp = NULL;
+    xlb_config_free(a->cfg);
+    a->cfg = NULL;
+    free(a->cfg_text);
+    a->cfg_text = NULL;
+    free(a->active_buf);
+    a->active_buf = NULL;
+}
