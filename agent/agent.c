@@ -168,11 +168,13 @@ static int install_table(struct agent_service *s, char *err, size_t errlen)
         ctx.expected_new = 1;
     for (size_t i = 0; i < n; i++) {
         struct agent_real *r = s->reals[i];
-        bool usable = agent_real_usable(r);
+        bool usable = agent_real_usable(r), up = agent_real_state(r) == RS_UP;
 
-        if (usable && !r->was_usable)
+        /* Slow start begins when a real comes up, not when it merely
+         * drops below max_conns again. */
+        if (up && !r->was_up)
             r->usable_since_ms = ctx.now_ms;
-        r->was_usable = usable;
+        r->was_up = up;
         ids[i].family = r->cfg.family;
         ids[i].addr = r->cfg.addr;
         in[i].id = &ids[i];
@@ -216,32 +218,49 @@ out:
     return rc;
 }
 
-int agent_apply_service(struct agent_service *s, char *err, size_t errlen)
+/* Write real r's flags as f (ACTIVE implied) and its weight. */
+static int write_flags(struct agent *a, struct agent_real *r, uint32_t f, char *err,
+                       size_t errlen)
 {
-    struct agent *a = s->agent;
+    const uint32_t all = XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN |
+                         XLB_REAL_F_RESCHED;
     struct xlb_err e;
     int rc;
 
-    rc = install_table(s, err, errlen);
+    f |= XLB_REAL_F_ACTIVE;
+    if (f == r->dp_flags && r->weight == r->dp_weight)
+        return 0;
+    rc = xlb_real_update(&a->maps, r->real_id, f & all, all & ~f, &r->weight, &e);
     if (rc)
-        return rc;
-    /* Flags after the table: a real whose flows are rescheduled must
-     * already be out of the table they are rescheduled from. */
-    for (int i = 0; i < s->n_reals; i++) {
-        struct agent_real *r = s->reals[i];
-        uint32_t f = wanted_flags(r), all = XLB_REAL_F_DRAIN | XLB_REAL_F_HALT |
-                                            XLB_REAL_F_DOWN | XLB_REAL_F_RESCHED;
-
-        if (f == r->dp_flags && r->weight == r->dp_weight)
-            continue;
-        rc = xlb_real_update(&a->maps, r->real_id, f & ~XLB_REAL_F_ACTIVE,
-                             all & ~f, &r->weight, &e);
-        if (rc)
-            return errs(err, errlen, -rc, "%s", e.msg);
-        r->dp_flags = f;
-        r->dp_weight = r->weight;
-    }
+        return errs(err, errlen, -rc, "%s", e.msg);
+    r->dp_flags = f;
+    r->dp_weight = r->weight;
     return 0;
+}
+
+/*
+ * Order of the writes: markers a real loses (RESCHED above all) go before the
+ * table, so that flows the new table places on a recovered real are not
+ * rescheduled again; markers it gains go after it, so that flows rescheduled
+ * away from a real are rescheduled by a table without it.  A failure leaves
+ * the service dirty: the rebalance tick tries again.
+ */
+int agent_apply_service(struct agent_service *s, char *err, size_t errlen)
+{
+    struct agent *a = s->agent;
+    int rc = 0;
+
+    s->dirty = true;
+    for (int i = 0; i < s->n_reals && !rc; i++)
+        rc = write_flags(a, s->reals[i], s->reals[i]->dp_flags & wanted_flags(s->reals[i]),
+                         err, errlen);
+    if (!rc)
+        rc = install_table(s, err, errlen);
+    for (int i = 0; i < s->n_reals && !rc; i++)
+        rc = write_flags(a, s->reals[i], wanted_flags(s->reals[i]), err, errlen);
+    if (!rc)
+        s->dirty = false;
+    return rc;
 }
 
 static void apply_logged(struct agent_service *s, const char *why)
@@ -275,10 +294,15 @@ int agent_set_admin(struct agent_real *r, enum agent_admin admin, char *err, siz
     static const char *const what[] = { "enable", "drain", "halt" };
     int rc;
 
+    enum agent_admin was = r->admin;
+
     r->admin = admin;
     rc = agent_apply_service(r->svc, err, errlen);
-    if (rc)
+    if (rc) {
+        r->admin = was;
+        agent_apply_service(r->svc, NULL, 0);
         return rc;
+    }
     if (agent_real_state(r) != before) {
         r->state_change_ms = wall_ms();
         agent_log(LOG_INFO_, "service %s real %s: %s -> %s (operator: %s)", r->svc->cfg->name,
@@ -290,14 +314,25 @@ int agent_set_admin(struct agent_real *r, enum agent_admin admin, char *err, siz
 
 int agent_set_weight(struct agent_real *r, uint32_t weight, char *err, size_t errlen)
 {
+    uint32_t was = r->weight;
+    bool was_set = r->weight_set;
+    int rc;
+
     if (weight > 65535)
         return errs(err, errlen, EINVAL, "weight %u of real %s is out of range: use 0 to 65535",
                     weight, r->cfg.name);
     r->weight = weight;
     r->weight_set = weight != r->cfg.weight;
+    rc = agent_apply_service(r->svc, err, errlen);
+    if (rc) {
+        r->weight = was;
+        r->weight_set = was_set;
+        agent_apply_service(r->svc, NULL, 0);
+        return rc;
+    }
     agent_log(LOG_INFO_, "service %s real %s: weight %u (operator)", r->svc->cfg->name,
               r->cfg.name, weight);
-    return agent_apply_service(r->svc, err, errlen);
+    return 0;
 }
 
 /* ---- checks ---- */
@@ -365,16 +400,39 @@ static uint16_t check_port(const struct agent_service *s, const struct agent_rea
     return s->cfg->n_ports ? s->cfg->ports[0] : 0;
 }
 
+static void icmp_start(struct agent *a, struct agent_icmp *ic, const struct xlb_cfg_hc *spec)
+{
+    int rc = -ENOMEM;
+
+    ic->spec = *spec;
+    ic->check = xlb_check_new(a->loop, spec, ic->family, &ic->addr, 0, ic->up, icmp_check_cb, ic);
+    if (!ic->check || (rc = xlb_check_start(ic->check, false))) {
+        char buf[XLB_ADDR_STRLEN];
+
+        agent_log(LOG_ERR_, "cannot start the icmp check of %s: %s",
+                  xlb_addr_str(&ic->addr, ic->family, buf, sizeof(buf)),
+                  strerror(ic->check ? -rc : errno));
+    }
+}
+
+/* The ICMP check of an address, created or restarted when its settings
+ * changed.  initially_up: the decision before its first probe. */
 static struct agent_icmp *icmp_get(struct agent *a, const struct xlb_cfg_hc *spec, uint8_t family,
                                    const struct xlb_addr *addr, bool initially_up)
 {
     struct agent_icmp *ic, **grown;
 
-    for (int i = 0; i < a->n_icmp; i++)
-        if (a->icmp[i]->family == family && !memcmp(&a->icmp[i]->addr, addr, sizeof(*addr))) {
-            a->icmp[i]->used = true;
-            return a->icmp[i];
+    for (int i = 0; i < a->n_icmp; i++) {
+        ic = a->icmp[i];
+        if (ic->family != family || memcmp(&ic->addr, addr, sizeof(*addr)))
+            continue;
+        if (!ic->used && memcmp(&ic->spec, spec, sizeof(*spec))) {
+            xlb_check_free(ic->check);
+            icmp_start(a, ic, spec);
         }
+        ic->used = true;
+        return ic;
+    }
     ic = calloc(1, sizeof(*ic));
     grown = realloc(a->icmp, (a->n_icmp + 1) * sizeof(*grown));
     if (!ic || !grown) {
@@ -389,13 +447,7 @@ static struct agent_icmp *icmp_get(struct agent *a, const struct xlb_cfg_hc *spe
     ic->agent = a;
     ic->up = initially_up;
     ic->used = true;
-    ic->check = xlb_check_new(a->loop, spec, family, addr, 0, initially_up, icmp_check_cb, ic);
-    if (!ic->check || xlb_check_start(ic->check, false)) {
-        char buf[XLB_ADDR_STRLEN];
-
-        agent_log(LOG_ERR_, "cannot start the icmp check of %s: %s",
-                  xlb_addr_str(addr, family, buf, sizeof(buf)), strerror(errno));
-    }
+    icmp_start(a, ic, spec);
     a->icmp[a->n_icmp++] = ic;
     return ic;
 }
@@ -509,8 +561,8 @@ void agent_rebalance(struct agent *a)
             s->prev_new_flows = c.new_flows;
             s->expected_new = d > UINT32_MAX ? UINT32_MAX : (uint32_t)(d ? d : 1);
         }
-        if (s->sched->dynamic || limits || ramping)
-            apply_logged(s, "rebalance");
+        if (s->sched->dynamic || limits || ramping || s->dirty)
+            apply_logged(s, s->dirty ? "retrying a failed update" : "rebalance");
     }
 }
 
@@ -569,7 +621,7 @@ static int sync_vips(struct agent *a, const struct xlb_cfg_service *c, uint32_t 
             for (int k = 0; k < n && !found; k++)
                 found = have[k].proto == protos[pi] && ntohs(have[k].port_be) == c->ports[i];
             if (!found && (rc = xlb_vip_add(&a->maps, vs_id, c->ports[i], protos[pi], &e))) {
-                errs(err, errlen, -rc, "service %s: %s", c->name, e.msg);
+                errs(err, errlen, -rc, "%s", e.msg);
                 goto out;
             }
         }
@@ -652,7 +704,8 @@ static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *
     rc = xlb_real_add(&a->maps, s->vs_id, r->cfg.family, &r->cfg.addr, r->weight, r->cfg.name,
                       &r->real_id, &e);
     if (rc)
-        return errs(err, errlen, -rc, "service %s: %s", s->cfg->name, e.msg);
+        return errs(err, errlen, -rc, "service %s, real %s: %s", s->cfg->name, r->cfg.name,
+                    e.msg);
     r->dp_flags = XLB_REAL_F_ACTIVE;
     r->dp_weight = r->weight;
     r->in_dp = true;
@@ -722,6 +775,62 @@ static struct agent_real *real_by_addr(struct agent_service *old, const struct x
     return NULL;
 }
 
+static const struct xlb_cfg_service *cfg_l4_service(const struct xlb_config *cfg,
+                                                    const char *name)
+{
+    for (int i = 0; i < cfg->n_services; i++)
+        if (cfg->services[i].layer == 4 && !strncmp(cfg->services[i].name, name, XLB_NAME_LEN))
+            return &cfg->services[i];
+    return NULL;
+}
+
+/*
+ * Before anything is claimed, give up what cfg no longer has: services it
+ * does not name, services whose address, method or table size change (they
+ * are recreated), and VIP entries of kept services that cfg does not list.
+ * So a port or an address may move from one service to another, or a
+ * service be renamed, in one reload.
+ */
+static void release_unwanted(struct agent *a, const struct xlb_config *cfg)
+{
+    for (uint32_t id = 0; id < XLB_MAX_SERVICES; id++) {
+        struct xlb_service cur;
+        const struct xlb_cfg_service *c;
+        struct xlb_vip_key have[256];
+        char name[XLB_NAME_LEN + 1];
+        int nv;
+
+        if (bpf_map_lookup_elem(a->maps.services, &id, &cur) || !(cur.flags & XLB_VS_F_ACTIVE))
+            continue;
+        snprintf(name, sizeof(name), "%.*s", XLB_NAME_LEN, cur.name);
+        c = cfg_l4_service(cfg, name);
+        if (!c || cur.family != c->family || memcmp(&cur.vip, &c->addr, sizeof(c->addr)) ||
+            cur.method != fwd_method(c->forwarding) || cur.ring_size != c->ring_size) {
+            agent_log(LOG_INFO_, "service %s: %s", name, c ? "address, method or table size "
+                      "changed: recreating it" : "not in the config: removed");
+            xlb_service_del(&a->maps, name, NULL);
+            continue;
+        }
+        do {
+            nv = xlb_vip_list(&a->maps, id, have, 256);
+            for (int k = 0; k < nv && k < 256; k++) {
+                bool want = false;
+                uint32_t bit = have[k].proto == IPPROTO_TCP ? XLB_CFG_PROTO_TCP
+                                                            : XLB_CFG_PROTO_UDP;
+
+                if (c->protocols & bit)
+                    for (int i = 0; i < c->n_ports && !want; i++)
+                        want = ntohs(have[k].port_be) == c->ports[i];
+                if (!want && xlb_vip_del(&a->maps, id, ntohs(have[k].port_be), have[k].proto,
+                                         NULL) == 0) {
+                    nv = -1;    /* the list changed: read it again */
+                    break;
+                }
+            }
+        } while (nv < 0);
+    }
+}
+
 /*
  * Converge to cfg.  Old records (NULL at the first start) carry runtime
  * state: operator state, check decisions, running checks.  adopt: take the
@@ -736,6 +845,7 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
     ns = calloc(cfg->n_services ? cfg->n_services : 1, sizeof(*ns));
     if (!ns)
         return errs(err, errlen, ENOMEM, "out of memory");
+    release_unwanted(a, cfg);
     for (int i = 0; i < cfg->n_services; i++) {
         struct xlb_cfg_service *c = &cfg->services[i];
         struct agent_service *old = agent_find_service(a, c->name), *s;
@@ -753,10 +863,15 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
         s->agent = a;
         s->sched = xlb_sched_get(c->scheduler);
         s->expected_new = old ? old->expected_new : 1;
-        s->prev_new_flows = old ? old->prev_new_flows : 0;
         rc = dp_service(a, s, err, errlen);
         if (rc)
             goto fail;
+        {
+            struct xlb_counters cnt;
+
+            if (xlb_counters_read(a->maps.vs_stats, s->vs_id, &cnt) == 0)
+                s->prev_new_flows = cnt.new_flows;
+        }
         for (int j = 0; j < c->n_reals; j++) {
             struct xlb_cfg_real *rc_ = &c->reals[j];
             struct agent_real *o = old && old->vs_id == s->vs_id ? real_by_addr(old, rc_) : NULL;
@@ -790,35 +905,19 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
                 r->rt_ms = o->rt_ms;
                 r->hist = o->hist;
                 r->usable_since_ms = o->usable_since_ms;
-                r->was_usable = o->was_usable;
+                r->was_up = o->was_up;
                 r->state_change_ms = o->state_change_ms;
                 r->next_fetch_ms = o->next_fetch_ms;
                 r->prev = o;
             } else {
                 r->usable_since_ms = adopt ? 0 : wall_ms();
-                r->was_usable = true;
+                r->was_up = true;
             }
             rc = dp_real(a, s, r, adopt && !o, err, errlen);
             if (rc)
                 goto fail;
             if (!rc_->enabled && adopt && !o)
                 r->admin = ADMIN_HALT;
-        }
-    }
-
-    /* Services the config no longer has. */
-    for (uint32_t id = 0; id < XLB_MAX_SERVICES; id++) {
-        struct xlb_service cur;
-        bool keep = false;
-
-        if (bpf_map_lookup_elem(a->maps.services, &id, &cur) || !(cur.flags & XLB_VS_F_ACTIVE))
-            continue;
-        for (int i = 0; i < n && !keep; i++)
-            keep = ns[i]->vs_id == id;
-        if (!keep) {
-            agent_log(LOG_INFO_, "service %.*s: not in the config: removed", XLB_NAME_LEN,
-                      cur.name);
-            xlb_service_del(&a->maps, cur.name, NULL);
         }
     }
 
@@ -833,8 +932,9 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
             for (int k = 0; k < n; k++)
                 if (ns[k]->cfg->hc.type == XLB_HC_ICMP &&
                     real_by_addr(ns[k], &r->cfg) != NULL) {
+                    /* Up, unless this real was adopted down by an ICMP check. */
                     r->icmp = icmp_get(a, &ns[k]->cfg->hc, r->cfg.family, &r->cfg.addr,
-                                       r->check_up);
+                                       ns[i]->cfg->hc.type != XLB_HC_ICMP || r->check_up);
                     break;
                 }
             /* Without a check of its own the service's decision is "up";
@@ -869,9 +969,9 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
                 xlb_check_set_arg(r->check, r);
                 continue;
             }
-            if (real_start_check(s, r))
+            if ((rc = real_start_check(s, r)))
                 agent_log(LOG_ERR_, "service %s real %s: cannot start the health check: %s",
-                          s->cfg->name, r->cfg.name, strerror(errno));
+                          s->cfg->name, r->cfg.name, strerror(-rc));
         }
     }
 
@@ -1185,6 +1285,17 @@ int agent_reload(struct agent *a, char *err, size_t errlen)
             agent_log(LOG_WARN_, "reload: node settings changed; they take effect when "
                       "xlb-agent restarts (services are reloaded now)");
         rc = converge(a, cfg, false, err, errlen);
+        if (rc) {
+            /* Writing the new state failed half-way: go back to the old. */
+            char why[512];
+            size_t k = strlen(err);
+
+            if (converge(a, a->cfg, false, why, sizeof(why)))
+                snprintf(err + k, errlen - k, "; restoring the previous config failed too: %s",
+                         why);
+            else
+                snprintf(err + k, errlen - k, "; the previous config was restored");
+        }
     }
     a->last_reload_time = wall_ms() / 1000.0;
     if (rc) {

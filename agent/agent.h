@@ -38,6 +38,7 @@ struct agent_icmp {
     uint8_t family;
     struct xlb_addr addr;
     struct xlb_check *check;
+    struct xlb_cfg_hc spec;     /* what it was started with */
     struct agent *agent;
     bool up;
     bool used;                  /* mark for reloads */
@@ -60,7 +61,7 @@ struct agent_real {
     bool fetching;
     double rt_ms;               /* wrt: smoothed check response time */
     uint64_t usable_since_ms;   /* slow start origin */
-    bool was_usable;
+    bool was_up;                /* up at the last table build (slow start origin) */
     uint32_t eff_weight;        /* what the scheduler gave it last */
     uint32_t dp_flags;          /* xlb_real.flags as last written */
     uint32_t dp_weight;
@@ -83,6 +84,7 @@ struct agent_service {
     uint64_t prev_new_flows;    /* lc/wlc: rate estimate */
     uint32_t expected_new;
     uint64_t tables_built;
+    bool dirty;                 /* the last write failed: retry */
 };
 
 struct agent {

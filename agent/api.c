@@ -15,6 +15,7 @@
  * node.api.token_file; otherwise 401.  Errors are {"error": "sentence"}.
  * REAL is a real's name or address.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,8 +28,12 @@
 
 static void reply(struct xlb_http_resp *resp, int status, json_t *j)
 {
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS);
+    char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
 
+    if (!s) {                   /* out of memory, or text that is not UTF-8 */
+        status = 500;
+        s = strdup("{\"error\": \"the answer could not be encoded as JSON\"}");
+    }
     resp->status = status;
     snprintf(resp->content_type, sizeof(resp->content_type), "application/json");
     if (s) {
@@ -49,6 +54,10 @@ static void reply_error(struct xlb_http_resp *resp, int status, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Names from the request may be anything: keep the text printable. */
+    for (char *p = msg; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
     reply(resp, status, json_pack("{s:s}", "error", msg));
 }
 
@@ -153,6 +162,11 @@ static bool authorized(struct agent *a, const struct xlb_http_req *req)
     return diff == 0;
 }
 
+static int hexval(char c)
+{
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+}
+
 /* Percent-decode one path segment [s, s+len) into out; false when bad. */
 static bool segment(const char *s, size_t len, char *out, size_t outlen)
 {
@@ -162,11 +176,10 @@ static bool segment(const char *s, size_t len, char *out, size_t outlen)
         int c = (unsigned char)s[i];
 
         if (c == '%') {
-            unsigned v;
-
-            if (i + 2 >= len || sscanf(s + i + 1, "%2x", &v) != 1)
+            if (i + 2 >= len || !isxdigit((unsigned char)s[i + 1]) ||
+                !isxdigit((unsigned char)s[i + 2]))
                 return false;
-            c = (int)v;
+            c = hexval(s[i + 1]) * 16 + hexval(s[i + 2]);
             i += 2;
         }
         if (k + 1 >= outlen || c == 0)

@@ -193,6 +193,15 @@ static int print_or_fail(struct api_args *a, json_t *j, int status, const char *
     return rc;
 }
 
+/* A string member, "" when absent: the agent's answer is trusted to have
+ * the fields, not to crash us when it does not. */
+static const char *str(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+
+    return s ? s : "";
+}
+
 static void list_table(json_t *root)
 {
     json_t *services = json_object_get(root, "services"), *s, *r;
@@ -220,25 +229,25 @@ static void list_table(json_t *root)
                 used += snprintf(ports + used, sizeof(ports) - used, "%s%lld", pi ? "," : "",
                                  (long long)json_integer_value(p));
         }
-        snprintf(where, sizeof(where), "%s:%s", json_string_value(json_object_get(s, "address")),
+        snprintf(where, sizeof(where), "%s:%s", str(s, "address"),
                  ports);
         printf("%-5s %-28s %-10s %-7s %-8s %s\n",
-               json_string_value(json_object_get(s, "protocol")), where,
-               json_string_value(json_object_get(s, "scheduler")),
-               json_string_value(json_object_get(s, "forwarding")),
-               json_string_value(json_object_get(s, "table")),
-               json_string_value(json_object_get(s, "name")));
+               str(s, "protocol"), where,
+               str(s, "scheduler"),
+               str(s, "forwarding"),
+               str(s, "table"),
+               str(s, "name"));
         json_array_foreach(json_object_get(s, "reals"), k, r) {
             json_t *c = json_object_get(r, "counters"), *ck = json_object_get(r, "check");
             char who[96], chk[160];
 
-            snprintf(who, sizeof(who), "%s (%s)", json_string_value(json_object_get(r, "address")),
-                     json_string_value(json_object_get(r, "name")));
-            snprintf(chk, sizeof(chk), "%s %s %.1fms", json_string_value(json_object_get(ck, "type")),
+            snprintf(who, sizeof(who), "%s (%s)", str(r, "address"),
+                     str(r, "name"));
+            snprintf(chk, sizeof(chk), "%s %s %.1fms", str(ck, "type"),
                      json_is_true(json_object_get(ck, "up")) ? "up" : "down",
                      json_real_value(json_object_get(ck, "latency_ms")));
             printf("  -> %-32s %-6s %6lld %6lld %10lld %10lld  %s\n", who,
-                   json_string_value(json_object_get(r, "state")),
+                   str(r, "state"),
                    (long long)json_integer_value(json_object_get(r, "weight")),
                    (long long)json_integer_value(json_object_get(r, "effective_weight")),
                    (long long)json_integer_value(json_object_get(c, "active_flows")),
@@ -326,7 +335,7 @@ int xlbctl_api_main(const char *cmd, int argc, char **argv)
         if (!(j = call(&a, "POST", path, w ? body : "", &status)))
             return 1;
         snprintf(msg, sizeof(msg), "service %s real %s: state %s, weight %lld", a.pos[0],
-                 a.pos[1], status < 300 ? json_string_value(json_object_get(j, "state")) : "",
+                 a.pos[1], status < 300 ? str(j, "state") : "",
                  (long long)json_integer_value(json_object_get(j, "weight")));
         return print_or_fail(&a, j, status, msg);
     }
@@ -345,7 +354,9 @@ int xlbctl_api_main(const char *cmd, int argc, char **argv)
     if (!(j = call(&a, "GET", "/api/v1/config", NULL, &status)))
         return 1;
     if (status < 300 && !a.json) {
-        fputs(json_string_value(json_object_get(j, "yaml")), stdout);
+        const char *y = json_string_value(json_object_get(j, "yaml"));
+
+        fputs(y ? y : "", stdout);
         json_decref(j);
         return 0;
     }

@@ -534,3 +534,56 @@ Test(agent_maps, adaptive_weights_follow_the_loads_reals_report)
     cr_assert_eq(ca, 3 * cb, "shares follow 100 - load (75:25): %u:%u", ca, cb);
     stop(&a, &loop);
 }
+
+/* A port moves to a service listed before its old owner, and a service is
+ * renamed, in one reload. */
+Test(agent_maps, reload_moves_a_port_and_renames_a_service)
+{
+    static const char v1[] =
+    "  - name: a\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [80, 443]\n"
+    "    health_check: {type: none}\n"
+    "    reals: [{name: r1, address: 198.18.0.16}]\n"
+    "  - name: b\n"
+    "    address: 198.18.10.11\n"
+    "    ports: [25]\n"
+    "    health_check: {type: none}\n"
+    "    reals: [{name: r2, address: 198.18.0.17}]\n";
+    static const char v2[] =
+    "  - name: tls\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [443]\n"
+    "    health_check: {type: none}\n"
+    "    reals: [{name: r3, address: 198.18.0.18}]\n"
+    "  - name: a\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [80]\n"
+    "    health_check: {type: none}\n"
+    "    reals: [{name: r1, address: 198.18.0.16}]\n"
+    "  - name: b-renamed\n"
+    "    address: 198.18.10.11\n"
+    "    ports: [25]\n"
+    "    health_check: {type: none}\n"
+    "    reals: [{name: r2, address: 198.18.0.17}]\n";
+    struct agent a;
+    uv_loop_t loop;
+    struct xlb_vip_key k = { .port_be = htons(443), .proto = IPPROTO_TCP,
+                             .family = XLB_FAMILY_V4 };
+    struct xlb_vip_value v;
+    uint32_t id_a;
+    char err[1024];
+
+    write_cfg(v1);
+    start(&a, &loop);
+    id_a = agent_find_service(&a, "a")->vs_id;
+    write_cfg(v2);
+    cr_assert_eq(agent_reload(&a, err, sizeof(err)), 0, "reload: %s", err);
+    cr_assert_eq(agent_find_service(&a, "a")->vs_id, id_a, "a keeps its slot");
+    k.addr.addr_be[0] = htonl(0xc6120a0a);
+    cr_assert_eq(bpf_map_lookup_elem(a.maps.vips, &k, &v), 0);
+    cr_assert_eq(v.vs_id, agent_find_service(&a, "tls")->vs_id, "443 belongs to tls now");
+    cr_assert(agent_find_service(&a, "b-renamed"));
+    cr_assert_eq(xlb_service_find(&a.maps, "b", NULL, NULL), -ENOENT, "b is gone");
+    stop(&a, &loop);
+}
