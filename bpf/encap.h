@@ -77,8 +77,11 @@ static __always_inline int tunnel_source_configured(int family)
  * transport segment equals the complement of the inner pseudo-header sum
  * (local checksum offload, as the kernel's checksum-offloads document
  * describes).  An inner IPv4 header sums to 0xffff, i.e. adds nothing;
- * an inner IPv6 header, extension headers included, is summed here.  Returns 0 when the inner
- * packet carries no checksum to build on (UDP over IPv4 with checksum 0).
+ * an inner IPv6 header, extension headers included, is summed here.  An inner
+ * ICMPv4 message has no pseudo header: it sums to 0xffff on its own, i.e.
+ * adds nothing either.  Returns 0 when the inner packet carries no checksum
+ * to build on: UDP over IPv4 with checksum 0, and fragments (the inner
+ * checksum covers the whole datagram, not this fragment).
  */
 static __always_inline __u16 gue6_udp_csum(const struct encap_plan *e, const struct xlb_pkt *p,
                                            const struct udphdr *uh, const void *inner,
@@ -88,6 +91,8 @@ static __always_inline __u16 gue6_udp_csum(const struct encap_plan *e, const str
     __u64 sum = 0, inner_pseudo = 0;
     __u16 l4sum;
 
+    if (p->fragment)
+        return 0;
     /* outer pseudo header + UDP header (check field is 0) */
     sum = csum_add_addr(sum, &e->src, XLB_FAMILY_V6);
     sum = csum_add_addr(sum, &e->dst, XLB_FAMILY_V6);
@@ -99,7 +104,8 @@ static __always_inline __u16 gue6_udp_csum(const struct encap_plan *e, const str
     inner_pseudo = csum_add_addr(inner_pseudo, &p->key.dst, p->key.family);
     inner_pseudo += (__u64)bpf_htonl(l4_len) + bpf_htonl(p->key.proto);
     l4sum = ~csum_fold16(inner_pseudo);
-    sum += l4sum;
+    if (p->key.proto != IPPROTO_ICMP)
+        sum += l4sum;
 
     if (p->key.family == XLB_FAMILY_V6) {
         /* the fixed header and any extension headers before the segment */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* ICMP handled in XDP: echo requests to a VIP are answered on the spot, so a
- * VIP answers ping even though no host owns it. */
+ * VIP answers ping even though no host owns it; "fragmentation needed" and
+ * "packet too big" about a service flow are matched to that flow. */
 #ifndef XLB_ICMP_H
 #define XLB_ICMP_H
 
@@ -63,6 +64,72 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct xlb_pkt *p
     ic->checksum = csum_replace16(ic->checksum, old, new);
     swap_macs(eth);
     return XDP_TX;
+}
+
+#define ICMP_DEST_UNREACH_ 3
+#define ICMP_FRAG_NEEDED_ 4
+#define ICMPV6_PKT_TOOBIG_ 2
+#define XLB_MIN_MTU4 576
+#define XLB_MIN_MTU6 1280
+
+/*
+ * The flow an ICMPv4 "fragmentation needed" / ICMPv6 "packet too big"
+ * message described by p is about.  The embedded packet is one a real sent
+ * from the VIP to the client (return traffic does not pass the balancer, a
+ * router on the way back reports to the VIP), so addresses and ports are
+ * swapped into *fk, the client -> VIP key of the connection table.  The
+ * embedded header must be IPv4 (any options, not a later fragment) or IPv6
+ * without extension headers, carrying TCP or UDP.  The advertised MTU goes
+ * to *mtu.  Returns 0, or -1 when the message is none of these.
+ */
+static __always_inline int icmp_too_big_flow(void *data, void *data_end,
+                                             const struct xlb_pkt *p, struct xlb_flow_key *fk,
+                                             __u32 *mtu)
+{
+    __u8 *ic = data + (p->l4_off & XLB_L4_OFF_MAX);
+    __be16 *ports;
+    __u8 proto;
+
+    if ((void *)(ic + 8) > data_end)
+        return -1;
+    __builtin_memset(fk, 0, sizeof(*fk));
+    if (p->key.family == XLB_FAMILY_V4) {
+        struct iphdr *ip = (void *)(ic + 8);
+
+        if (ic[0] != ICMP_DEST_UNREACH_ || ic[1] != ICMP_FRAG_NEEDED_)
+            return -1;
+        *mtu = (__u32)ic[6] << 8 | ic[7];
+        if ((void *)(ip + 1) > data_end || ip->version != 4 || ip->ihl < 5 ||
+            (bpf_ntohs(ip->frag_off) & IP_OFFSET_))
+            return -1;
+        ports = (void *)ip + ip->ihl * 4;
+        if ((void *)(ports + 2) > data_end)
+            return -1;
+        proto = ip->protocol;
+        fk->src.addr_be[0] = ip->daddr;
+        fk->dst.addr_be[0] = ip->saddr;
+    } else {
+        struct ipv6hdr *ip6 = (void *)(ic + 8);
+
+        if (ic[0] != ICMPV6_PKT_TOOBIG_ || ic[1] != 0)
+            return -1;
+        *mtu = (__u32)ic[4] << 24 | (__u32)ic[5] << 16 | (__u32)ic[6] << 8 | ic[7];
+        if ((void *)(ip6 + 1) > data_end || ip6->version != 6)
+            return -1;
+        ports = (void *)(ip6 + 1);
+        if ((void *)(ports + 2) > data_end)
+            return -1;
+        proto = ip6->nexthdr;
+        __builtin_memcpy(&fk->src, &ip6->daddr, 16);
+        __builtin_memcpy(&fk->dst, &ip6->saddr, 16);
+    }
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return -1;
+    fk->sport_be = ports[1];
+    fk->dport_be = ports[0];
+    fk->proto = proto;
+    fk->family = p->key.family;
+    return 0;
 }
 
 #endif

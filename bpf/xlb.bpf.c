@@ -2,17 +2,24 @@
 /*
  * xlb.bpf.c - the layer-4 balancer.
  *
- * For every frame: parse; answer ICMP echo to a VIP; find the flow in the
+ * For every frame: parse; drop sources in the node's deny list when the
+ * destination is a VIP; answer ICMP echo to a VIP and send "fragmentation
+ * needed" / "packet too big" to the real of the flow it is about; send
+ * fragments to a real chosen by their addresses alone; find the flow in the
  * connection table, or else look up the virtual service by (address, port,
- * protocol), then by (address, any port, protocol), pick a real server from
- * the service's selection table (indexed by the 5-tuple hash, the source
- * hash or a per-CPU sequence counter, as the service says) and remember it;
- * then encapsulate towards the real and send the frame out through the next
- * hop the FIB names (cached per real and CPU for a second).  An established
- * flow is placed again when its real is gone or marked RESCHED, or when a
- * SYN reopens a flow that was closed.  Destinations that cannot be VIPs
- * leave after one read of a bitmap.  Anything that is not service traffic
- * leaves unmodified with XDP_PASS.  Every verdict is counted in xlb_reasons.
+ * protocol), then by (address, any port, protocol), apply the service's
+ * allow and deny lists (to every packet of the service), take the real of
+ * the client's persistence entry or pick one from the service's selection
+ * table (indexed by the 5-tuple hash, the source hash or a per-CPU sequence
+ * counter, as the service says) and remember it, unless this CPU places
+ * more new flows per second than the flood threshold; then encapsulate
+ * towards the real and send the frame out through the next hop the FIB
+ * names (cached per real and CPU for a second).  An established flow is
+ * placed again when its real is gone or marked RESCHED, when a SYN reopens
+ * a flow that was closed, or when a UDP flow was idle past the timeout.
+ * Destinations that cannot be VIPs leave after one read of a bitmap.
+ * Anything that is not service traffic leaves unmodified with XDP_PASS.
+ * Every verdict is counted in xlb_reasons.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -51,6 +58,14 @@ static __always_inline void count(void *map, __u32 id, __u32 bytes, int new_flow
     }
 }
 
+static __always_inline void event(__u32 ev)
+{
+    __u64 *c = bpf_map_lookup_elem(&xlb_events, &ev);
+
+    if (c)
+        (*c)++;
+}
+
 /* Nanoseconds from the jiffies counter: one inlined load instead of a clock
  * helper call per packet.  Resolution 1/HZ, origin shortly before boot. */
 const volatile __u64 cfg_ns_per_jiffy = 4000000;   /* set by the loader from CONFIG_HZ */
@@ -78,16 +93,16 @@ static __always_inline int vip_address(const struct xlb_pkt *p)
     return bpf_map_lookup_elem(&xlb_vip_addrs, &k) != NULL;
 }
 
-static __always_inline struct xlb_vip_value *vip_lookup(const struct xlb_pkt *p)
+static __always_inline struct xlb_vip_value *vip_lookup(const struct xlb_flow_key *fk)
 {
     struct xlb_vip_key k = {
-        .port_be = p->key.dport_be,
-        .proto = p->key.proto,
-        .family = p->key.family,
+        .port_be = fk->dport_be,
+        .proto = fk->proto,
+        .family = fk->family,
     };
     struct xlb_vip_value *v;
 
-    k.addr = p->key.dst;
+    k.addr = fk->dst;
     v = bpf_map_lookup_elem(&xlb_vips, &k);
     if (v)
         return v;
@@ -116,11 +131,14 @@ static __always_inline struct xlb_real *flow_real(const struct xlb_flow_value *f
 /*
  * Pick a real for a new flow from the service's selection table: entry
  * (x % M) + 1, where x is this CPU's sequence position for XLB_VS_F_SEQ
- * services (advanced by one), the source-address hash for
- * XLB_VS_F_SRC_HASH, else the flow hash.  XLB_SEL_EMPTY when there is none.
+ * services (advanced by one) unless by_hash, the source-address hash for
+ * XLB_VS_F_SRC_HASH, else the flow hash.  by_hash: the packet's flow is
+ * not recorded (flood mode, fragments, ICMP errors), so a sequence would
+ * send its packets to different reals; the flow hash keeps them together.
+ * XLB_SEL_EMPTY when there is none.
  */
 static __always_inline __u32 select_real(const struct xlb_service *vs, __u32 vs_id,
-                                         const struct xlb_pkt *p, __u32 hash)
+                                         const struct xlb_addr *src, __u32 hash, int by_hash)
 {
     __u32 idx = XLB_SEL_SIZE_IDX, x = hash, key = XLB_SEL_KEY(vs_id, vs->sel_slot);
     __u32 *m, *rid, *pos;
@@ -132,17 +150,117 @@ static __always_inline __u32 select_real(const struct xlb_service *vs, __u32 vs_
     m = bpf_map_lookup_elem(tbl, &idx);
     if (!m || *m == 0)
         return XLB_SEL_EMPTY;
-    if (vs->flags & XLB_VS_F_SEQ) {
+    if (vs->flags & XLB_VS_F_SRC_HASH) {
+        x = xlb_src_hash(src);
+    } else if ((vs->flags & XLB_VS_F_SEQ) && !by_hash) {
         pos = bpf_map_lookup_elem(&xlb_rr, &vs_id);
         if (!pos)
             return XLB_SEL_EMPTY;
         x = (*pos)++;           /* per CPU: no other writer */
-    } else if (vs->flags & XLB_VS_F_SRC_HASH) {
-        x = xlb_src_hash(&p->key.src);
     }
     idx = x % *m + 1;
     rid = bpf_map_lookup_elem(tbl, &idx);
     return rid ? *rid : XLB_SEL_EMPTY;
+}
+
+/* Is src in the list `scope` of the ACL trie of its family? */
+static __always_inline int acl_match(__u32 scope, const struct xlb_addr *src, __u8 family)
+{
+    if (family == XLB_FAMILY_V4) {
+        struct xlb_acl4_key k = { .prefixlen = 64, .scope = scope, .addr_be = src->addr_be[0] };
+
+        return bpf_map_lookup_elem(&xlb_acl4, &k) != NULL;
+    } else {
+        struct xlb_acl6_key k = { .prefixlen = 160, .scope = scope };
+
+        __builtin_memcpy(k.addr_be, src->addr_be, 16);
+        return bpf_map_lookup_elem(&xlb_acl6, &k) != NULL;
+    }
+}
+
+/* The service's verdict on a source: 0 (let through) or the drop reason.
+ * Deny wins; an empty allow list allows every source. */
+static __always_inline __u32 acl_check(const struct xlb_service *vs, __u32 vs_id,
+                                       const struct xlb_pkt *p)
+{
+    __u8 f = vs->acl_flags, v4 = p->key.family == XLB_FAMILY_V4;
+
+    if (!f)
+        return 0;
+    if ((f & (v4 ? XLB_ACL_F_DENY4 : XLB_ACL_F_DENY6)) &&
+        acl_match(XLB_ACL_SCOPE_DENY(vs_id), &p->key.src, p->key.family))
+        return XLB_R_DROP_ACL_DENY;
+    if ((f & (v4 ? XLB_ACL_F_ALLOW4 : XLB_ACL_F_ALLOW6)) &&
+        !acl_match(XLB_ACL_SCOPE_ALLOW(vs_id), &p->key.src, p->key.family))
+        return XLB_R_DROP_ACL_NOT_ALLOWED;
+    return 0;
+}
+
+/* One more new flow on this CPU: is the flood threshold exceeded in the
+ * current one-second window? */
+static __always_inline int flood_mode(const struct xlb_settings *cfg, __u64 now)
+{
+    __u32 zero = 0;
+    struct xlb_flood *f;
+
+    if (!cfg || !cfg->flood_threshold)
+        return 0;
+    f = bpf_map_lookup_elem(&xlb_flood, &zero);
+    if (!f)
+        return 0;
+    if ((__s64)(now - f->window_ns) >= 1000000000LL) {
+        f->window_ns = now;
+        f->new_flows = 0;
+    }
+    return ++f->new_flows > cfg->flood_threshold;
+}
+
+static __always_inline void persist_key(struct xlb_persist_key *pk, const struct xlb_service *vs,
+                                        const struct xlb_pkt *p)
+{
+    pk->src.addr_be[0] = p->key.src.addr_be[0] & vs->persist_mask.addr_be[0];
+    pk->src.addr_be[1] = p->key.src.addr_be[1] & vs->persist_mask.addr_be[1];
+    pk->src.addr_be[2] = p->key.src.addr_be[2] & vs->persist_mask.addr_be[2];
+    pk->src.addr_be[3] = p->key.src.addr_be[3] & vs->persist_mask.addr_be[3];
+    pk->group = vs->persist_group;
+    pk->family = p->key.family;
+}
+
+#define XLB_REAL_F_NO_PERSIST (XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN | \
+                               XLB_REAL_F_RESCHED)
+
+/*
+ * The real of service vs_id a fresh persistence entry names: its own slot
+ * when the entry was written by this service and the slot still holds that
+ * real, else the service's real of that address (another service of the
+ * group wrote it, or the real was removed and added again).  NULL when the
+ * service has no such real or it takes no new flows (DRAIN, HALT, DOWN,
+ * RESCHED).
+ */
+static __always_inline struct xlb_real *persist_real(const struct xlb_persist_value *pe,
+                                                     __u32 vs_id, __u32 *real_id)
+{
+    struct xlb_real *r = NULL;
+    __u32 id = pe->real_id, *idp;
+
+    if (pe->vs_id == vs_id) {
+        r = usable_real(id, vs_id);
+        if (r && r->gen != pe->real_gen)
+            r = NULL;
+    }
+    if (!r) {
+        struct xlb_real_idx_key k = { .addr = pe->real, .vs_id = vs_id, .family = pe->family };
+
+        idp = bpf_map_lookup_elem(&xlb_real_idx, &k);
+        if (!idp)
+            return NULL;
+        id = *idp;
+        r = usable_real(id, vs_id);
+    }
+    if (!r || (r->flags & XLB_REAL_F_NO_PERSIST))
+        return NULL;
+    *real_id = id;
+    return r;
 }
 
 static __always_inline int tcp_closing(const struct xlb_pkt *p)
@@ -274,6 +392,105 @@ static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
     return verdict(bpf_redirect(nh->ifindex, 0), XLB_R_REDIRECT, bytes);
 }
 
+/*
+ * A fragment of service traffic: every fragment of a datagram (the first
+ * one too) is matched by address and protocol (xlb_frag_vips) and placed
+ * by the hash of its addresses and protocol (the ports are not in later
+ * fragments; p->key has them 0), so all of them reach one real, which
+ * reassembles.  No flow is recorded.
+ */
+struct placed {
+    struct xlb_service *vs;
+    struct xlb_real *r;
+    __u32 vs_id, real_id, hash;
+};
+
+/* Place the fragment p into *pl; returns -1 (forward it), or the verdict
+ * of a packet that is not forwarded (counted).  (One call of forward() in
+ * the program keeps the verifier's work small.) */
+static __always_inline int fragment(struct xlb_pkt *p, struct placed *pl, __u32 bytes)
+{
+    struct xlb_vip_key k = { .proto = p->key.proto, .family = p->key.family };
+    struct xlb_vip_value *v;
+    struct xlb_service *vs;
+    __u32 vs_id, why;
+
+    k.addr = p->key.dst;
+    v = bpf_map_lookup_elem(&xlb_frag_vips, &k);
+    if (!v)
+        return verdict(XDP_PASS, vip_address(p) ? XLB_R_PASS_FRAGMENT : XLB_R_PASS_NOT_VIP,
+                       bytes);
+    vs_id = v->vs_id;
+    vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
+    if (!vs || !(vs->flags & XLB_VS_F_ACTIVE))
+        return verdict(XDP_PASS, XLB_R_PASS_FRAGMENT, bytes);
+    why = acl_check(vs, vs_id, p);
+    if (why) {
+        count(&xlb_vs_stats, vs_id, bytes, 0);
+        return verdict(XDP_DROP, why, bytes);
+    }
+    pl->vs = vs;
+    pl->vs_id = vs_id;
+    pl->hash = xlb_flow_hash(&p->key);
+    pl->real_id = select_real(vs, vs_id, &p->key.src, pl->hash, 1);
+    pl->r = usable_real(pl->real_id, vs_id);
+    if (!pl->r) {
+        count(&xlb_vs_stats, vs_id, bytes, 0);
+        return verdict(XDP_DROP, XLB_R_DROP_NO_REAL, bytes);
+    }
+    event(XLB_EV_FRAGMENT);
+    return -1;
+}
+
+/*
+ * "Fragmentation needed" / "packet too big" about the flow *fk: to the real
+ * that owns the flow, encapsulated like the flow's own packets (with its
+ * hash, so it takes the flow's path and receive queue there).  A flow not
+ * in the table (flood mode, expired) goes where its hash points, as an
+ * unrecorded flow would.
+ */
+static __always_inline int icmp_too_big(const struct xlb_pkt *p, const struct xlb_flow_key *fk,
+                                        __u32 mtu, struct placed *pl, __u32 bytes)
+{
+    struct xlb_flow_value *flow = bpf_map_lookup_elem(&xlb_conns, fk);
+    struct xlb_service *vs = NULL;
+    struct xlb_vip_value *vip;
+    struct xlb_real *r = NULL;
+    __u32 vs_id = 0, real_id = 0, hash = 0;
+
+    if (mtu < (p->key.family == XLB_FAMILY_V4 ? XLB_MIN_MTU4 : XLB_MIN_MTU6))
+        event(XLB_EV_ICMP_LOW_MTU);
+    if (flow) {
+        vs_id = flow->vs_id;
+        real_id = flow->real_id;
+        hash = flow->hash;
+        vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
+        if (vs && (vs->flags & XLB_VS_F_ACTIVE))
+            r = flow_real(flow);
+    }
+    if (!r) {
+        vip = vip_lookup(fk);
+        if (!vip)
+            return verdict(XDP_PASS, XLB_R_PASS_ICMP_NO_FLOW, bytes);
+        vs_id = vip->vs_id;
+        vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
+        if (!vs || !(vs->flags & XLB_VS_F_ACTIVE))
+            return verdict(XDP_PASS, XLB_R_PASS_ICMP_NO_FLOW, bytes);
+        hash = xlb_flow_hash(fk);
+        real_id = select_real(vs, vs_id, &fk->src, hash, 1);
+        r = usable_real(real_id, vs_id);
+        if (!r)
+            return verdict(XDP_PASS, XLB_R_PASS_ICMP_NO_FLOW, bytes);
+    }
+    event(XLB_EV_ICMP_TOO_BIG);
+    pl->vs = vs;
+    pl->r = r;
+    pl->vs_id = vs_id;
+    pl->real_id = real_id;
+    pl->hash = hash;
+    return -1;
+}
+
 SEC("xdp")
 int xlb_balancer(struct xdp_md *ctx)
 {
@@ -284,10 +501,12 @@ int xlb_balancer(struct xdp_md *ctx)
     struct xlb_vip_value *vip;
     struct xlb_service *vs = NULL;
     struct xlb_flow_value *flow;
+    struct xlb_settings *cfg;
+    struct xlb_persist_key pk = {};
     struct xlb_real *r = NULL;
-    __u32 vs_id, real_id, hash, closed = 0;
+    __u32 vs_id, real_id, hash, closed = 0, why, zero = 0;
     __u64 now;
-    int rc, new_flow = 0;
+    int rc, new_flow = 0, flood;
 
     rc = xlb_parse(data, data_end, &p);
     if (rc == PARSE_NOT_IP)
@@ -296,28 +515,51 @@ int xlb_balancer(struct xdp_md *ctx)
         return verdict(XDP_PASS, XLB_R_PASS_MALFORMED, bytes);
     if (!vip_filter_hit(&p.key.dst))
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
+    cfg = bpf_map_lookup_elem(&xlb_settings, &zero);
+    /* The node's deny list covers every packet to a VIP address. */
+    if (cfg && (cfg->global_deny & (p.key.family == XLB_FAMILY_V4 ? XLB_ACL_F_DENY4 :
+                                                                   XLB_ACL_F_DENY6)) &&
+        acl_match(XLB_ACL_SCOPE_GLOBAL, &p.key.src, p.key.family) && vip_address(&p))
+        return verdict(XDP_DROP, XLB_R_DROP_GLOBAL_DENY, bytes);
     if (rc == PARSE_BAD_L4) {
         if (vip_address(&p))
             return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
     }
-    if (p.fragment)
-        return verdict(XDP_PASS, vip_address(&p) ? XLB_R_PASS_FRAGMENT : XLB_R_PASS_NOT_VIP,
-                       bytes);
-    if (p.key.proto == IPPROTO_ICMP || p.key.proto == IPPROTO_ICMPV6_) {
-        if ((p.icmp_type == ICMP_ECHO_ || p.icmp_type == ICMPV6_ECHO_REQUEST_) &&
-            vip_address(&p) && icmp_echo_reply(ctx, &p) == XDP_TX)
-            return verdict(XDP_TX, XLB_R_ICMP_ECHO_REPLY, bytes);
-        return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
+    now = coarse_now_ns();
+    if (p.fragment || p.key.proto == IPPROTO_ICMP || p.key.proto == IPPROTO_ICMPV6_) {
+        struct placed pl = {};
+
+        if (p.fragment) {
+            rc = fragment(&p, &pl, bytes);
+        } else {
+            struct xlb_flow_key fk;
+            __u32 mtu;
+
+            if ((p.icmp_type == ICMP_ECHO_ || p.icmp_type == ICMPV6_ECHO_REQUEST_) &&
+                vip_address(&p) && icmp_echo_reply(ctx, &p) == XDP_TX)
+                return verdict(XDP_TX, XLB_R_ICMP_ECHO_REPLY, bytes);
+            if (icmp_too_big_flow(data, data_end, &p, &fk, &mtu))
+                return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
+            rc = icmp_too_big(&p, &fk, mtu, &pl, bytes);
+        }
+        if (rc >= 0)
+            return rc;
+        vs = pl.vs;
+        r = pl.r;
+        vs_id = pl.vs_id;
+        real_id = pl.real_id;
+        hash = pl.hash;
+        goto send;
     }
     if (p.key.proto != IPPROTO_TCP && p.key.proto != IPPROTO_UDP)
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
 
-    now = coarse_now_ns();
     /* Established flow: the connection table names service and real.  It
      * is honoured while that real is in its service, is not marked
-     * RESCHED, and the packet does not open a new connection on a closed
-     * flow; else the packet is placed like a new flow, over the entry. */
+     * RESCHED, the packet does not open a new connection on a closed
+     * flow and a UDP flow was not idle past the timeout; else the packet
+     * is placed like a new flow, over the entry. */
     flow = bpf_map_lookup_elem(&xlb_conns, &p.key);
     if (flow) {
         vs_id = flow->vs_id;
@@ -331,8 +573,18 @@ int xlb_balancer(struct xdp_md *ctx)
             else
                 closed = XLB_FLOW_F_CLOSED;     /* kept if the flow is placed again */
         }
+        if (r && p.key.proto == IPPROTO_UDP && cfg && cfg->udp_idle_ns &&
+            (__s64)(now - flow->last_seen_ns) > (__s64)cfg->udp_idle_ns) {
+            event(XLB_EV_UDP_IDLE);
+            r = NULL;
+        }
         if (r && !(r->flags & XLB_REAL_F_RESCHED)) {
             hash = flow->hash;
+            why = acl_check(vs, vs_id, &p);
+            if (why) {
+                count(&xlb_vs_stats, vs_id, bytes, 0);
+                return verdict(XDP_DROP, why, bytes);
+            }
             /* Written only on a change: the hot path stays a read. */
             if (!closed && tcp_closing(&p))
                 flow->flags |= XLB_FLOW_F_CLOSED;
@@ -340,23 +592,59 @@ int xlb_balancer(struct xdp_md *ctx)
                 flow->last_seen_ns = now;
             goto send;
         }
+        r = NULL;
     }
 
-    vip = vip_lookup(&p);
+    vip = vip_lookup(&p.key);
     if (!vip)
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
     vs_id = vip->vs_id;
     vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
     if (!vs || !(vs->flags & XLB_VS_F_ACTIVE))
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
+    why = acl_check(vs, vs_id, &p);
+    if (why) {
+        count(&xlb_vs_stats, vs_id, bytes, 0);
+        return verdict(XDP_DROP, why, bytes);
+    }
     hash = xlb_flow_hash(&p.key);
-    real_id = select_real(vs, vs_id, &p, hash);
+    flood = flood_mode(cfg, now);
+    /* Persistence first: a fresh entry of the client's network whose real
+     * still takes new flows in this service. */
+    r = NULL;
+    if (vs->persist_timeout_s) {
+        struct xlb_persist_value *pe;
+
+        persist_key(&pk, vs, &p);
+        pe = bpf_map_lookup_elem(&xlb_persist, &pk);
+        if (pe && (__s64)(now - pe->last_ns) <= (__s64)vs->persist_timeout_s * 1000000000LL)
+            r = persist_real(pe, vs_id, &real_id);
+        if (r) {
+            event(XLB_EV_PERSIST_HIT);
+            /* The timer restarts with every new connection. */
+            if (now - pe->last_ns > XLB_CONN_TOUCH_NS)
+                pe->last_ns = now;
+            goto place;
+        }
+    }
+    real_id = select_real(vs, vs_id, &p.key.src, hash, flood);
     r = usable_real(real_id, vs_id);
+    if (r && vs->persist_timeout_s && !flood) {
+        struct xlb_persist_value nv = {
+            .real = r->addr, .last_ns = now, .vs_id = vs_id, .real_id = real_id,
+            .real_gen = r->gen, .family = r->family,
+        };
+
+        bpf_map_update_elem(&xlb_persist, &pk, &nv, BPF_ANY);
+    }
+place:
     if (!r) {
         count(&xlb_vs_stats, vs_id, bytes, 0);
         return verdict(XDP_DROP, XLB_R_DROP_NO_REAL, bytes);
     }
-    {
+    if (flood) {
+        event(XLB_EV_FLOOD_NO_INSERT);
+    } else {
         struct xlb_flow_value nf = {
             .real_id = real_id, .vs_id = vs_id, .last_seen_ns = now, .hash = hash,
             .real_gen = r->gen, .flags = tcp_closing(&p) ? XLB_FLOW_F_CLOSED : closed,

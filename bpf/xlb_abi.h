@@ -13,7 +13,8 @@
  *   - loader/xlb_loader.c   (map_names/map_slot/fill_maps_from_skel, sizes, the
  *                            typed add/remove/update calls, xlb_active_scan)
  *   - xlbctl/xlbctl.c       (status output: service and real flags, reason names)
- *   - loader/xlb_names.c    (xlb_reason_name: one string per enum xlb_reason)
+ *   - loader/xlb_names.c    (xlb_reason_name: one string per enum xlb_reason,
+ *                            xlb_event_name: one per enum xlb_event)
  *   - tests/bpf/            (fixtures that read counters, flow entries, flags)
  *   - docs/design.md        (packet path, selection tables, real states)
  *   - agent/                (the control plane reads and writes these structs)
@@ -28,7 +29,7 @@
 #include <linux/types.h>
 #endif
 
-#define XLB_ABI_VERSION 4
+#define XLB_ABI_VERSION 5
 
 /* Sizes.  Each may be overridden at build time (-DXLB_MAX_SERVICES=...). */
 #ifndef XLB_MAX_SERVICES
@@ -55,6 +56,15 @@
 #endif
 #ifndef XLB_GUE_PORT_DEFAULT
 #define XLB_GUE_PORT_DEFAULT 6080
+#endif
+#ifndef XLB_PERSIST_TABLE_DEFAULT
+#define XLB_PERSIST_TABLE_DEFAULT 262144    /* xlb_persist entries (LRU) */
+#endif
+#ifndef XLB_MAX_ACL
+#define XLB_MAX_ACL 65536           /* prefixes per family, all lists together */
+#endif
+#ifndef XLB_UDP_IDLE_DEFAULT_S
+#define XLB_UDP_IDLE_DEFAULT_S 30
 #endif
 
 #define XLB_FAMILY_V4 4
@@ -118,20 +128,45 @@ struct xlb_service {
     __u32 ring_size;            /* size of the Maglev table xlb_service_rebuild()
                                  * builds (prime); installed tables may differ */
     __be16 port_be;             /* first port; all ports are in xlb_vips */
-    __u8 pad2[2];
+    __u8 acl_flags;             /* XLB_ACL_F_*: which of its ACL lists are not empty */
+    __u8 pad2;
     struct xlb_addr vip;
     char name[XLB_NAME_LEN];    /* NUL-terminated */
+    /* Source-IP persistence (see xlb_persist below); timeout 0 = off. */
+    __u32 persist_timeout_s;
+    __u32 persist_group;        /* key of its entries: shared by services that
+                                 * follow one another (port following) */
+    struct xlb_addr persist_mask; /* netmask applied to the client address, of
+                                 * the VIP's family (the loader computes it) */
+    __u8 persist_plen4;         /* the prefix lengths behind the mask (display) */
+    __u8 persist_plen6;
+    __u8 pad3[6];
 };
+
+/* xlb_service.acl_flags: a list is looked up only when its bit is set. */
+#define XLB_ACL_F_ALLOW4 (1u << 0)
+#define XLB_ACL_F_DENY4  (1u << 1)
+#define XLB_ACL_F_ALLOW6 (1u << 2)
+#define XLB_ACL_F_DENY6  (1u << 3)
+
+/* Persistence groups: 1..XLB_PERSIST_GROUP_MAX are chosen by the control
+ * plane for services that share entries; a service on its own uses
+ * XLB_PERSIST_GROUP_OWN | vs_id. */
+#define XLB_PERSIST_GROUP_MAX 0x7fffffffu
+#define XLB_PERSIST_GROUP_OWN 0x80000000u
+#define XLB_PERSIST_TIMEOUT_MIN 60u
+#define XLB_PERSIST_TIMEOUT_MAX 604800u   /* 7 days */
 
 /*
  * xlb_real.flags.  ACTIVE: the slot is in use.  DRAIN, HALT and DOWN record
  * the state the control plane gave the real (no new flows; existing flows
- * continue or not as the control plane decides); the data plane ignores
- * them: they are for bpftool dumps, xlbctl and an agent adopting the maps
- * after a restart.  Keeping a real out of new flows is done by leaving it
- * out of the selection table.  RESCHED is the one the data plane acts on:
- * an established flow on this real is not honoured, its packet takes the
- * new-flow path and the flow is placed again (its entry overwritten).
+ * continue or not as the control plane decides).  Keeping a real out of new
+ * flows is done by leaving it out of the selection table; the data plane
+ * reads these three only to ignore a persistence entry naming the real
+ * (as it does with RESCHED).  They are also for bpftool dumps, xlbctl and
+ * an agent adopting the maps after a restart.  RESCHED: an established flow
+ * on this real is not honoured, its packet takes the new-flow path and the
+ * flow is placed again (its entry overwritten).
  */
 #define XLB_REAL_F_ACTIVE  (1u << 0)
 #define XLB_REAL_F_DRAIN   (1u << 1)
@@ -182,6 +217,123 @@ struct xlb_flow_value {
     __u32 flags;                /* XLB_FLOW_F_*; written only when a bit changes */
     __u32 pad;
 };
+
+/*
+ * xlb_real_idx: (service, real address) -> real id, kept by the loader for
+ * every real in use.  Resolves a persistence entry, which names a real by
+ * its address, in the service a new flow is for (port following: the
+ * services of one group have reals of their own ids).
+ */
+struct xlb_real_idx_key {
+    struct xlb_addr addr;
+    __u32 vs_id;
+    __u8 family;
+    __u8 pad[3];
+};
+
+/*
+ * xlb_persist: source-IP persistence (LRU hash).  Key: the client address
+ * masked by the service's netmask and the service's persistence group.
+ * Value: the real server's identity (family and address) and when a
+ * connection last used the entry; real_id/real_gen/vs_id remember the real
+ * slot of the service that wrote it, so that this service finds it without
+ * the xlb_real_idx lookup.  An entry is honoured while now - last_ns is at
+ * most the service's timeout and the real (resolved in the flow's service)
+ * is active and neither DRAIN, HALT, DOWN nor RESCHED.
+ */
+struct xlb_persist_key {
+    struct xlb_addr src;        /* client address & netmask */
+    __u32 group;                /* xlb_service.persist_group */
+    __u8 family;
+    __u8 pad[3];
+};
+
+struct xlb_persist_value {
+    struct xlb_addr real;       /* the real server's address */
+    __u64 last_ns;              /* data-plane clock of the last new connection,
+                                 * refreshed at most once a second */
+    __u32 vs_id;                /* the service that placed it */
+    __u32 real_id;              /* its real slot there ... */
+    __u32 real_gen;             /* ... and that slot's generation */
+    __u8 family;                /* of the real */
+    __u8 pad[3];
+};
+
+/*
+ * xlb_acl4 / xlb_acl6: the prefix lists (LPM tries).  The first 32 bits of
+ * the key's data are the list's scope, always part of the prefix, so one
+ * trie holds every list: prefixlen = 32 + the address prefix length.
+ * A service's allow and deny lists are XLB_ACL_SCOPE_ALLOW/DENY(vs_id),
+ * the node's global deny list XLB_ACL_SCOPE_GLOBAL.  Deny wins; an empty
+ * allow list allows everything; xlb_service.acl_flags and
+ * xlb_settings.global_deny say which lists are not empty.  Value: the
+ * address prefix length (informational).
+ */
+struct xlb_acl4_key {
+    __u32 prefixlen;
+    __u32 scope;
+    __be32 addr_be;
+};
+
+struct xlb_acl6_key {
+    __u32 prefixlen;
+    __u32 scope;
+    __be32 addr_be[4];
+};
+
+#define XLB_ACL_SCOPE_ALLOW(vs_id) ((vs_id) * 2)
+#define XLB_ACL_SCOPE_DENY(vs_id)  ((vs_id) * 2 + 1)
+#define XLB_ACL_SCOPE_GLOBAL       0xffffffffu
+
+/*
+ * xlb_settings[0]: node settings the data plane reads at run time, written
+ * by the loader (at load from struct xlb_load_opts, later by
+ * xlb_config_set and the ACL calls).
+ */
+struct xlb_settings {
+    __u32 flood_threshold;      /* new flows per second and CPU above which
+                                 * flows are no longer recorded; 0 = off */
+    __u32 udp_idle_s;           /* a UDP flow idle longer is placed again */
+    __u64 udp_idle_ns;          /* the same in the clock's unit (data plane) */
+    __u32 global_deny;          /* XLB_ACL_F_DENY4 / DENY6: the global deny
+                                 * list has prefixes of that family */
+    __u32 pad;
+};
+
+/*
+ * xlb_flood[0], per CPU: the one-second window of the flood detector.
+ * Every packet that misses the connection table and is placed as a new
+ * flow counts; above xlb_settings.flood_threshold in one window no flow is
+ * recorded (xlb_events[XLB_EV_FLOOD_NO_INSERT]) and packets are placed by
+ * hash alone, so every packet of an unrecorded flow finds the same real.
+ */
+struct xlb_flood {
+    __u64 window_ns;            /* start of the current window */
+    __u64 new_flows;            /* placed in it */
+};
+
+/*
+ * xlb_events[event], per CPU: things that happen to packets that also get
+ * a verdict (counted in xlb_reasons).  Append only.  Names in
+ * loader/xlb_names.c.
+ */
+enum xlb_event {
+    XLB_EV_FLOOD_NO_INSERT = 0, /* flow placed but not recorded: flood mode */
+    XLB_EV_PERSIST_HIT,         /* new flow placed by a persistence entry */
+    XLB_EV_UDP_IDLE,            /* UDP flow idle past the timeout: placed again */
+    XLB_EV_ICMP_TOO_BIG,        /* frag-needed / packet-too-big sent to a flow's real */
+    XLB_EV_ICMP_LOW_MTU,        /* ... advertising an MTU below 576 (v4) / 1280 (v6) */
+    XLB_EV_FRAGMENT,            /* IP fragment placed by the address hash */
+    XLB_EV_MAX,
+};
+
+/*
+ * xlb_frag_vips: (VIP, protocol) -> the service that takes the fragments
+ * sent to it (key: struct xlb_vip_key with port_be 0).  A fragment after
+ * the first carries no ports, so every fragment of a datagram is matched
+ * by address and protocol alone: the loader names the service of the
+ * lowest port on that address and protocol (0, the wildcard, first).
+ */
 
 /*
  * xlb_vip_filter: a bitmap of VIP addresses (bit xlb_vip_filter_bit(addr)),
@@ -262,7 +414,8 @@ enum xlb_reason {
     XLB_R_PASS_NOT_VIP,         /* IP, but no service matches */
     XLB_R_PASS_MALFORMED,       /* IP header unreadable: the stack drops it */
     XLB_R_PASS_NO_NEIGH,        /* next hop not resolved: stack forwards it */
-    XLB_R_PASS_FRAGMENT,        /* fragment of service traffic */
+    XLB_R_PASS_FRAGMENT,        /* fragment to a VIP address without a service
+                                 * of its protocol */
     XLB_R_ICMP_ECHO_REPLY,      /* echo request to a VIP, answered */
     XLB_R_DROP_MALFORMED,       /* truncated or inconsistent headers */
     XLB_R_DROP_NO_REAL,         /* service has no usable real server */
@@ -272,6 +425,10 @@ enum xlb_reason {
     XLB_R_DECAP,                /* decap program: tunnel header removed */
     XLB_R_DECAP_PASS,           /* decap program: not for us, untouched */
     XLB_R_DROP_FWD_DISABLED,    /* IP forwarding is off on the interface */
+    XLB_R_DROP_ACL_DENY,        /* source in the service's deny list */
+    XLB_R_DROP_ACL_NOT_ALLOWED, /* source not in the service's allow list */
+    XLB_R_DROP_GLOBAL_DENY,     /* source in the node's deny list (to a VIP) */
+    XLB_R_PASS_ICMP_NO_FLOW,    /* ICMP error to a VIP about no known flow */
     XLB_R_MAX,
 };
 

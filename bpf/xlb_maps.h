@@ -107,4 +107,63 @@ struct {
     __type(value, struct xlb_reason_counter);
 } xlb_reasons SEC(".maps");
 
+/* (service, real address) -> real id, for persistence entries. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, XLB_MAX_REALS);
+    __type(key, struct xlb_real_idx_key);
+    __type(value, __u32);
+} xlb_real_idx SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, XLB_PERSIST_TABLE_DEFAULT);
+    __type(key, struct xlb_persist_key);
+    __type(value, struct xlb_persist_value);
+} xlb_persist SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, XLB_MAX_ACL);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct xlb_acl4_key);
+    __type(value, __u32);
+} xlb_acl4 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(max_entries, XLB_MAX_ACL);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, struct xlb_acl6_key);
+    __type(value, __u32);
+} xlb_acl6 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct xlb_settings);
+} xlb_settings SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct xlb_flood);
+} xlb_flood SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, XLB_EV_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} xlb_events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, XLB_MAX_VIPS);
+    __type(key, struct xlb_vip_key);
+    __type(value, struct xlb_vip_value);
+} xlb_frag_vips SEC(".maps");
+
 #endif

@@ -43,19 +43,26 @@ struct xlb_dp {
     char bpffs[256];
     bool no_pin;
     bool fresh_pins;            /* no pinned maps existed: this load creates them */
+    uint32_t flood_threshold;   /* from xlb_load_opts, written at load */
+    uint32_t udp_idle_s;
 };
 
 static const char *const map_names[] = {
     "xlb_vips", "xlb_vip_addrs", "xlb_services", "xlb_reals", "xlb_conns",
     "xlb_sel", "xlb_vs_stats", "xlb_real_stats", "xlb_reasons", "xlb_vip_filter",
-    "xlb_nh_cache", "xlb_rr", "xlb_meta",
+    "xlb_nh_cache", "xlb_rr", "xlb_meta", "xlb_real_idx", "xlb_persist", "xlb_acl4",
+    "xlb_acl6", "xlb_settings", "xlb_flood", "xlb_events", "xlb_frag_vips",
 };
 
 static int *map_slot(struct xlb_maps *m, size_t i)
 {
     int *slots[] = { &m->vips, &m->vip_addrs, &m->services, &m->reals, &m->conns,
                      &m->sel, &m->vs_stats, &m->real_stats, &m->reasons, &m->vip_filter,
-                     &m->nh_cache, &m->rr, &m->meta };
+                     &m->nh_cache, &m->rr, &m->meta, &m->real_idx, &m->persist, &m->acl4,
+                     &m->acl6, &m->settings, &m->flood, &m->events, &m->frag_vips };
+    _Static_assert(sizeof(slots) / sizeof(slots[0]) == sizeof(map_names) / sizeof(map_names[0]),
+                   "one slot per map name");
+
     return slots[i];
 }
 
@@ -78,6 +85,14 @@ static void fill_maps_from_skel(struct xlb_dp *dp)
     dp->maps.nh_cache = bpf_map__fd(s->maps.xlb_nh_cache);
     dp->maps.rr = bpf_map__fd(s->maps.xlb_rr);
     dp->maps.meta = bpf_map__fd(s->maps.xlb_meta);
+    dp->maps.real_idx = bpf_map__fd(s->maps.xlb_real_idx);
+    dp->maps.persist = bpf_map__fd(s->maps.xlb_persist);
+    dp->maps.acl4 = bpf_map__fd(s->maps.xlb_acl4);
+    dp->maps.acl6 = bpf_map__fd(s->maps.xlb_acl6);
+    dp->maps.settings = bpf_map__fd(s->maps.xlb_settings);
+    dp->maps.flood = bpf_map__fd(s->maps.xlb_flood);
+    dp->maps.events = bpf_map__fd(s->maps.xlb_events);
+    dp->maps.frag_vips = bpf_map__fd(s->maps.xlb_frag_vips);
 }
 
 /* CONFIG_HZ of the running kernel from its config, or 0. */
@@ -236,6 +251,13 @@ int xlb_dp_open(const struct xlb_load_opts *o, struct xlb_dp **out, struct xlb_e
     snprintf(dp->bpffs, sizeof(dp->bpffs), "%s", bpffs);
     dp->no_pin = o->no_pin;
     dp->maps.vips = -1;
+    if (o->udp_idle_timeout_s > XLB_UDP_IDLE_MAX_S) {
+        err = xlb_errf(e, EINVAL, "the UDP idle timeout of %u s is longer than the %u s "
+                       "allowed", o->udp_idle_timeout_s, XLB_UDP_IDLE_MAX_S);
+        goto fail;
+    }
+    dp->flood_threshold = o->flood_threshold;
+    dp->udp_idle_s = o->udp_idle_timeout_s;
 
     dp->skel = xlb_bpf__open();
     if (!dp->skel) {
@@ -298,6 +320,22 @@ int xlb_dp_load(struct xlb_dp *dp, struct xlb_err *e)
     fill_maps_from_skel(dp);
     if (bpf_map_update_elem(dp->maps.meta, &zero, &meta, BPF_ANY))
         return xlb_errf(e, errno, "cannot write xlb_meta: %s", strerror(errno));
+    /* Settings the options name replace the pinned ones; the others stay
+     * (fresh maps: defaults). */
+    {
+        struct xlb_dp_config c;
+
+        err = xlb_config_get(&dp->maps, &c);
+        if (err)
+            return xlb_errf(e, -err, "cannot read xlb_settings: %s", strerror(-err));
+        if (dp->flood_threshold)
+            c.flood_threshold = dp->flood_threshold;
+        if (dp->udp_idle_s)
+            c.udp_idle_timeout_s = dp->udp_idle_s;
+        err = xlb_config_set(&dp->maps, &c, e);
+        if (err)
+            return err;
+    }
     return 0;
 }
 
@@ -535,6 +573,35 @@ static int vip_addr_ref(const struct xlb_maps *m, uint8_t family, const struct x
     return filter_set(m, a);
 }
 
+/*
+ * Point xlb_frag_vips at the service that takes the fragments sent to
+ * (family, addr, proto): the one of the lowest port there (0, the wildcard,
+ * first), the same on every node with the same configuration; no entry when
+ * no service is left on it.  Called after every change of xlb_vips.
+ */
+static int frag_vip_sync(const struct xlb_maps *m, uint8_t family, const struct xlb_addr *addr,
+                         uint8_t proto)
+{
+    struct xlb_vip_key k, next, fk = { .addr = *addr, .proto = proto, .family = family };
+    struct xlb_vip_value v, best = { 0 };
+    void *prev = NULL;
+    int best_port = -1;
+
+    while (bpf_map_get_next_key(m->vips, prev, &next) == 0) {
+        if (next.family == family && next.proto == proto && addr_eq(&next.addr, addr) &&
+            bpf_map_lookup_elem(m->vips, &next, &v) == 0 &&
+            (best_port < 0 || ntohs(next.port_be) < best_port)) {
+            best_port = ntohs(next.port_be);
+            best = v;
+        }
+        k = next;
+        prev = &k;
+    }
+    if (best_port < 0)
+        return bpf_map_delete_elem(m->frag_vips, &fk) && errno != ENOENT ? -errno : 0;
+    return bpf_map_update_elem(m->frag_vips, &fk, &best, BPF_ANY) ? -errno : 0;
+}
+
 /* Zero entry id of a per-CPU map whose values are value_size bytes. */
 static int percpu_clear(int map_fd, uint32_t id, size_t value_size)
 {
@@ -652,6 +719,8 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
                         strerror(err));
     }
     err = vip_addr_ref(m, sp->family, &sp->vip, +1);
+    if (!err)
+        err = frag_vip_sync(m, sp->family, &sp->vip, sp->proto);
     if (err) {
         xlb_service_del(m, sp->name, NULL);
         return xlb_errf(e, -err, "cannot register the VIP of service %s: %s", sp->name,
@@ -728,8 +797,11 @@ int xlb_vip_add(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t
                                      : "");
     }
     err = vip_addr_ref(m, s.family, &s.vip, +1);
+    if (!err)
+        err = frag_vip_sync(m, s.family, &s.vip, proto);
     if (err) {
         bpf_map_delete_elem(m->vips, &k);
+        frag_vip_sync(m, s.family, &s.vip, proto);
         return xlb_errf(e, -err, "service %s: cannot register %s: %s", s.name, abuf,
                         strerror(-err));
     }
@@ -777,6 +849,8 @@ int xlb_vip_del(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t
         return xlb_errf(e, errno, "service %s: cannot remove %s port %u/%s: %s", s.name, abuf,
                         port, xlb_proto_str(proto), strerror(errno));
     err = vip_addr_ref(m, s.family, &s.vip, -1);
+    if (!err)
+        err = frag_vip_sync(m, s.family, &s.vip, proto);
     if (err)
         return xlb_errf(e, -err, "service %s: cannot update the VIP address filter: %s",
                         s.name, strerror(-err));
@@ -789,13 +863,29 @@ int xlb_vip_del(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t
     return 0;
 }
 
+static struct xlb_real_idx_key real_idx_key(const struct xlb_real *r)
+{
+    struct xlb_real_idx_key k;
+
+    memset(&k, 0, sizeof(k));
+    k.addr = r->addr;
+    k.vs_id = r->vs_id;
+    k.family = r->family;
+    return k;
+}
+
 /* Take a real slot out of service, keeping its generation. */
 static int real_slot_clear(const struct xlb_maps *m, uint32_t id)
 {
+    struct xlb_real_idx_key k;
     struct xlb_real r;
+    __u32 cur;
 
     if (bpf_map_lookup_elem(m->reals, &id, &r))
         return -errno;
+    k = real_idx_key(&r);
+    if (bpf_map_lookup_elem(m->real_idx, &k, &cur) == 0 && cur == id)
+        bpf_map_delete_elem(m->real_idx, &k);
     memset(&r, 0, offsetof(struct xlb_real, gen));
     memset(r.name, 0, sizeof(r.name));
     return bpf_map_update_elem(m->reals, &id, &r, BPF_ANY) ? -errno : 0;
@@ -817,12 +907,14 @@ int xlb_service_del(const struct xlb_maps *m, const char *name, struct xlb_err *
         if (bpf_map_lookup_elem(m->vips, &next, &v) == 0 && v.vs_id == id) {
             bpf_map_delete_elem(m->vips, &next);
             vip_addr_ref(m, next.family, &next.addr, -1);
+            frag_vip_sync(m, next.family, &next.addr, next.proto);
             prev = NULL;        /* restart: deletion invalidates the cursor */
             continue;
         }
         k = next;
         prev = &k;
     }
+    xlb_acl_set(m, id, NULL, 0, NULL, 0, NULL);     /* its lists, unused from now on */
     bpf_map_update_elem(m->services, &id, &zero, BPF_ANY);
     bpf_map_delete_elem(m->sel, &(uint32_t){ XLB_SEL_KEY(id, 0) });
     bpf_map_delete_elem(m->sel, &(uint32_t){ XLB_SEL_KEY(id, 1) });
@@ -890,6 +982,17 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
     percpu_clear(m->nh_cache, id, sizeof(struct xlb_nh));  /* the id may have named another real */
     if (bpf_map_update_elem(m->reals, &id, &r, BPF_ANY))
         return xlb_errf(e, errno, "cannot write real %s: %s", abuf, strerror(errno));
+    {
+        struct xlb_real_idx_key k = real_idx_key(&r);
+
+        if (bpf_map_update_elem(m->real_idx, &k, &id, BPF_ANY)) {
+            int err = errno;
+
+            real_slot_clear(m, id);
+            return xlb_errf(e, err, "cannot index real %s of service %s: %s", abuf, s.name,
+                            strerror(err));
+        }
+    }
     if (real_id)
         *real_id = id;
     return 0;
@@ -1425,4 +1528,13 @@ int xlb_counters_read(int map_fd, uint32_t id, struct xlb_counters *sum)
 int xlb_reason_read(int map_fd, uint32_t reason, struct xlb_reason_counter *sum)
 {
     return percpu_sum(map_fd, reason, (__u64 *)sum, sizeof(*sum) / 8);
+}
+
+int xlb_event_read(int map_fd, uint32_t event, uint64_t *sum)
+{
+    __u64 v;
+    int err = percpu_sum(map_fd, event, &v, 1);
+
+    *sum = v;
+    return err;
 }

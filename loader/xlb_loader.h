@@ -39,12 +39,21 @@ struct xlb_load_opts {
     struct xlb_addr tunnel_src6;
     uint8_t tunnel_src6_plen;
     uint16_t gue_port;          /* 0 = XLB_GUE_PORT_DEFAULT */
+    /* Node settings kept in xlb_settings (see struct xlb_dp_config); 0 keeps
+     * the pinned value (fresh maps: flood mode off, UDP idle timeout
+     * XLB_UDP_IDLE_DEFAULT_S).  xlb_config_set changes them at run time,
+     * including back to 0 (off). */
+    uint32_t flood_threshold;   /* new flows per second and CPU */
+    uint32_t udp_idle_timeout_s;  /* 1..XLB_UDP_IDLE_MAX_S */
 };
+
+#define XLB_UDP_IDLE_MAX_S 86400u
 
 /* File descriptors of the balancer's maps (see xlb_abi.h). */
 struct xlb_maps {
     int vips, vip_addrs, services, reals, conns, sel, vs_stats, real_stats, reasons,
-        vip_filter, nh_cache, rr, meta;
+        vip_filter, nh_cache, rr, meta, real_idx, persist, acl4, acl6, settings, flood, events,
+        frag_vips;
 };
 
 struct xlb_dp;
@@ -178,11 +187,80 @@ int xlb_sel_install(const struct xlb_maps *m, uint32_t vs_id, const uint32_t *ta
  * weight, the "no usable real" table. */
 int xlb_service_rebuild(const struct xlb_maps *m, uint32_t vs_id, struct xlb_err *e);
 
+/* ---- source-IP persistence ---- */
+
+struct xlb_persist_spec {
+    uint32_t timeout_s;         /* XLB_PERSIST_TIMEOUT_MIN..MAX (1 minute to 7
+                                 * days) after the last new connection; 0 = off */
+    uint8_t netmask4;           /* prefix length applied to IPv4 clients, 0..32
+                                 * (32: each address on its own) */
+    uint8_t netmask6;           /* the same for IPv6 clients, 0..128 */
+    uint32_t group;             /* 0: the service's own entries; 1..
+                                 * XLB_PERSIST_GROUP_MAX: entries shared with
+                                 * every service of that group (port following:
+                                 * give the services of one address one group) */
+};
+
+/*
+ * Set the persistence of service vs_id (timeout 0 turns it off).  New
+ * flows look up the client's entry first; entries of another netmask or
+ * group are no longer found and age out of the LRU table.  The netmask of
+ * the VIP's family is the one used.
+ */
+int xlb_persist_set(const struct xlb_maps *m, uint32_t vs_id, const struct xlb_persist_spec *p,
+                    struct xlb_err *e);
+/* The service's persistence settings (timeout 0: off); -ENOENT without the
+ * service.  A group of 0 is reported for a service on its own. */
+int xlb_persist_get(const struct xlb_maps *m, uint32_t vs_id, struct xlb_persist_spec *out);
+
+/* ---- access lists ---- */
+
+/* One prefix: family XLB_FAMILY_V4 (plen 0..32) or XLB_FAMILY_V6 (0..128).
+ * Host bits below plen are ignored. */
+struct xlb_prefix {
+    uint8_t family;
+    uint8_t plen;
+    struct xlb_addr addr;
+};
+
+/*
+ * Replace the allow and the deny list of service vs_id (either may be
+ * empty: n 0, pointer may be NULL).  Deny wins; an empty allow list allows
+ * every source; both families may be in one list.  Every packet of the
+ * service is checked, established flows too.  The change is hitless:
+ * new prefixes are added before the lists are switched on, stale ones are
+ * removed last, so during the call a source may match the old or the new
+ * lists.
+ */
+int xlb_acl_set(const struct xlb_maps *m, uint32_t vs_id, const struct xlb_prefix *allow,
+                size_t n_allow, const struct xlb_prefix *deny, size_t n_deny, struct xlb_err *e);
+/* Replace the node's deny list: every packet to a VIP address from one of
+ * these sources is dropped (drop_global_deny), whatever the service. */
+int xlb_global_deny_set(const struct xlb_maps *m, const struct xlb_prefix *deny, size_t n,
+                        struct xlb_err *e);
+
+/* ---- node settings ---- */
+
+struct xlb_dp_config {
+    uint32_t flood_threshold;   /* new flows per second and CPU above which flows
+                                 * are forwarded by hash without being recorded
+                                 * (xlb_events flood_no_insert); 0 = off */
+    uint32_t udp_idle_timeout_s; /* a UDP flow idle longer is placed again;
+                                 * 1..XLB_UDP_IDLE_MAX_S, 0 = XLB_UDP_IDLE_DEFAULT_S */
+};
+
+int xlb_config_get(const struct xlb_maps *m, struct xlb_dp_config *out);
+/* Takes effect at once on every CPU. */
+int xlb_config_set(const struct xlb_maps *m, const struct xlb_dp_config *c, struct xlb_err *e);
+
 /* ---- counters (summed over CPUs) ---- */
 int xlb_counters_read(int map_fd, uint32_t id, struct xlb_counters *sum);
 int xlb_reason_read(int map_fd, uint32_t reason, struct xlb_reason_counter *sum);
 int xlb_counters_clear(int map_fd, uint32_t id);
 const char *xlb_reason_name(uint32_t reason);
+/* xlb_events[event] summed over CPUs (enum xlb_event). */
+int xlb_event_read(int map_fd, uint32_t event, uint64_t *sum);
+const char *xlb_event_name(uint32_t event);
 
 /* ---- the decap program, for real servers ---- */
 struct xlb_decap_opts {

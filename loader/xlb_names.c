@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* Names of enum xlb_reason values, as used in xlbctl output and metrics. */
+/* Names of enum xlb_reason and enum xlb_event values, as used in xlbctl
+ * output and metrics. */
 #include "xlb_loader.h"
 
 static const char *const reason_names[XLB_R_MAX] = {
@@ -19,6 +20,10 @@ static const char *const reason_names[XLB_R_MAX] = {
     [XLB_R_DECAP] = "decap",
     [XLB_R_DECAP_PASS] = "decap_pass",
     [XLB_R_DROP_FWD_DISABLED] = "drop_fwd_disabled",
+    [XLB_R_DROP_ACL_DENY] = "drop_acl_deny",
+    [XLB_R_DROP_ACL_NOT_ALLOWED] = "drop_acl_not_allowed",
+    [XLB_R_DROP_GLOBAL_DENY] = "drop_global_deny",
+    [XLB_R_PASS_ICMP_NO_FLOW] = "pass_icmp_no_flow",
 };
 
 _Static_assert(XLB_R_MAX == sizeof(reason_names) / sizeof(reason_names[0]),
@@ -29,4 +34,23 @@ const char *xlb_reason_name(uint32_t reason)
     if (reason >= XLB_R_MAX || !reason_names[reason])
         return "unknown";
     return reason_names[reason];
+}
+
+static const char *const event_names[XLB_EV_MAX] = {
+    [XLB_EV_FLOOD_NO_INSERT] = "flood_no_insert",
+    [XLB_EV_PERSIST_HIT] = "persist_hit",
+    [XLB_EV_UDP_IDLE] = "udp_idle_expired",
+    [XLB_EV_ICMP_TOO_BIG] = "icmp_too_big_to_real",
+    [XLB_EV_ICMP_LOW_MTU] = "icmp_too_big_low_mtu",
+    [XLB_EV_FRAGMENT] = "fragment_by_address",
+};
+
+_Static_assert(XLB_EV_MAX == sizeof(event_names) / sizeof(event_names[0]),
+               "every event needs a name");
+
+const char *xlb_event_name(uint32_t event)
+{
+    if (event >= XLB_EV_MAX || !event_names[event])
+        return "unknown";
+    return event_names[event];
 }
