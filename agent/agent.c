@@ -665,6 +665,9 @@ static int dp_service(struct agent *a, struct agent_service *s, char *err, size_
         agent_log(LOG_INFO_, "service %s: address, method or table size changed: recreating it",
                   c->name);
         xlb_service_del(&a->maps, c->name, NULL);
+        rc = xlb_reals_snap_read(&a->maps, a->snap, &e);    /* its reals are gone */
+        if (rc)
+            return errs(err, errlen, -rc, "%s", e.msg);
     }
     {
         struct xlb_service_spec sp = {
@@ -688,8 +691,8 @@ static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *
     uint32_t id;
     int rc;
 
-    if (xlb_real_find(&a->maps, s->vs_id, r->cfg.family, &r->cfg.addr, &id) == 0 &&
-        xlb_real_get(&a->maps, id, &cur) == 0) {
+    if (xlb_reals_snap_find(a->snap, s->vs_id, r->cfg.family, &r->cfg.addr, &id) == 0) {
+        cur = a->snap->r[id];
         r->real_id = id;
         r->dp_flags = cur.flags;
         r->dp_weight = cur.weight;
@@ -701,8 +704,8 @@ static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *
         r->in_dp = true;
         return 0;
     }
-    rc = xlb_real_add(&a->maps, s->vs_id, r->cfg.family, &r->cfg.addr, r->weight, r->cfg.name,
-                      &r->real_id, &e);
+    rc = xlb_real_add_snap(&a->maps, a->snap, s->vs_id, r->cfg.family, &r->cfg.addr, r->weight,
+                           r->cfg.name, &r->real_id, &e);
     if (rc)
         return errs(err, errlen, -rc, "service %s, real %s: %s", s->cfg->name, r->cfg.name,
                     e.msg);
@@ -718,11 +721,10 @@ static void dp_prune_reals(struct agent *a, struct agent_service *s)
     uint32_t zero = 0;
 
     for (uint32_t id = 0; id < XLB_MAX_REALS; id++) {
-        struct xlb_real cur;
+        struct xlb_real cur = a->snap->r[id];
         bool keep = false;
 
-        if (xlb_real_get(&a->maps, id, &cur) || !(cur.flags & XLB_REAL_F_ACTIVE) ||
-            cur.vs_id != s->vs_id)
+        if (!(cur.flags & XLB_REAL_F_ACTIVE) || cur.vs_id != s->vs_id)
             continue;
         for (int i = 0; i < s->n_reals && !keep; i++)
             keep = s->reals[i]->real_id == id;
@@ -839,6 +841,7 @@ static void release_unwanted(struct agent *a, const struct xlb_config *cfg)
  */
 static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *err, size_t errlen)
 {
+    struct xlb_err e;
     struct agent_service **ns = NULL;
     int n = 0, rc = 0;
 
@@ -846,6 +849,11 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
     if (!ns)
         return errs(err, errlen, ENOMEM, "out of memory");
     release_unwanted(a, cfg);
+    rc = xlb_reals_snap_read(&a->maps, a->snap, &e);
+    if (rc) {
+        free(ns);
+        return errs(err, errlen, -rc, "%s", e.msg);
+    }
     for (int i = 0; i < cfg->n_services; i++) {
         struct xlb_cfg_service *c = &cfg->services[i];
         struct agent_service *old = agent_find_service(a, c->name), *s;
@@ -1225,7 +1233,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, const char *cfg_path, char *er
     a->loop = loop;
     snprintf(a->cfg_path, sizeof(a->cfg_path), "%s", cfg_path);
     a->active_buf = calloc(XLB_MAX_REALS, sizeof(*a->active_buf));
-    if (!a->active_buf)
+    a->snap = malloc(sizeof(*a->snap));
+    if (!a->active_buf || !a->snap)
         return errs(err, errlen, ENOMEM, "out of memory");
     rc = load_config(cfg_path, &a->cfg, &a->cfg_text, &a->cfg_len, err, errlen);
     if (rc)
@@ -1361,4 +1370,6 @@ void agent_stop(struct agent *a)
     a->cfg_text = NULL;
     free(a->active_buf);
     a->active_buf = NULL;
+    free(a->snap);
+    a->snap = NULL;
 }

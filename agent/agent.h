@@ -109,6 +109,7 @@ struct agent {
     double last_reload_time;    /* seconds since the epoch */
     char last_reload_error[1024];
     uint32_t *active_buf;       /* XLB_MAX_REALS, for scans */
+    struct xlb_reals_snap *snap;    /* xlb_reals during a converge */
     uint64_t scan_ms;           /* when active counts were read */
     bool stopping;
 };

@@ -942,41 +942,67 @@ int xlb_real_find(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
     return -ENOENT;
 }
 
-int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
-                 const struct xlb_addr *addr, uint32_t weight, const char *name,
-                 uint32_t *real_id, struct xlb_err *e)
+int xlb_reals_snap_read(const struct xlb_maps *m, struct xlb_reals_snap *snap, struct xlb_err *e)
 {
-    struct xlb_service s;
-    struct xlb_real r = {}, cur;
-    uint32_t id;
-    char abuf[XLB_ADDR_STRLEN];
+    LIBBPF_OPTS(bpf_map_batch_opts, bo);
+    static uint32_t keys[XLB_MAX_REALS];
+    uint32_t count = XLB_MAX_REALS, out_tok;
 
-    if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
-        return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
-    xlb_addr_str(addr, family, abuf, sizeof(abuf));
-    if (s.family == XLB_FAMILY_V6 && family == XLB_FAMILY_V4)
+    if (bpf_map_lookup_batch(m->reals, NULL, &out_tok, keys, snap->r, &count, &bo) ||
+        count != XLB_MAX_REALS) {
+        /* No batch lookup here: one entry at a time. */
+        for (uint32_t id = 0; id < XLB_MAX_REALS; id++)
+            if (bpf_map_lookup_elem(m->reals, &id, &snap->r[id]))
+                return xlb_errf(e, errno, "cannot read xlb_reals: %s", strerror(errno));
+    }
+    snap->next_free = 0;
+    return 0;
+}
+
+int xlb_reals_snap_find(const struct xlb_reals_snap *snap, uint32_t vs_id, uint8_t family,
+                        const struct xlb_addr *addr, uint32_t *real_id)
+{
+    for (uint32_t id = 0; id < XLB_MAX_REALS; id++) {
+        const struct xlb_real *r = &snap->r[id];
+
+        if ((r->flags & XLB_REAL_F_ACTIVE) && r->vs_id == vs_id && r->family == family &&
+            addr_eq(&r->addr, addr)) {
+            *real_id = id;
+            return 0;
+        }
+    }
+    return -ENOENT;
+}
+
+/* The checks of a new real of service s (read by the caller). */
+static int real_add_check(const struct xlb_service *s, uint8_t family, const char *abuf,
+                          const char *name, struct xlb_err *e)
+{
+    if (s->family == XLB_FAMILY_V6 && family == XLB_FAMILY_V4)
         return xlb_errf(e, EINVAL, "service %s has an IPv6 VIP; real %s is IPv4, and IPv6 "
                         "cannot be carried inside IPv4 here: give the real an IPv6 address",
-                        s.name, abuf);
-    if (xlb_real_find(m, vs_id, family, addr, &id) == 0)
-        return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
+                        s->name, abuf);
     if (name && !name_ok(name))
         return xlb_errf(e, EINVAL, "real name '%s' is not valid: use 1 to %d letters, "
                         "digits, '.', '_' or '-'", name, XLB_NAME_LEN - 1);
-    for (id = 0; id < XLB_MAX_REALS; id++) {
-        if (bpf_map_lookup_elem(m->reals, &id, &cur))
-            return xlb_errf(e, errno, "cannot read xlb_reals: %s", strerror(errno));
-        if (!(cur.flags & XLB_REAL_F_ACTIVE))
-            break;
-    }
-    if (id == XLB_MAX_REALS)
-        return xlb_errf(e, ENOSPC, "all %d real-server slots are used", XLB_MAX_REALS);
+    return 0;
+}
+
+/* Give free slot id, whose former occupant had generation prev_gen, to a
+ * new real of service vs_id. */
+static int real_write_slot(const struct xlb_maps *m, uint32_t id, uint32_t prev_gen,
+                           uint32_t vs_id, uint8_t family, const struct xlb_addr *addr,
+                           uint32_t weight, const char *name, const char *abuf,
+                           struct xlb_real *out, struct xlb_err *e)
+{
+    struct xlb_real r = {};
+
     r.addr = *addr;
     r.vs_id = vs_id;
     r.family = family;
     r.flags = XLB_REAL_F_ACTIVE;
     r.weight = weight;
-    r.gen = cur.gen + 1;        /* flows placed on the slot's former real don't match */
+    r.gen = prev_gen + 1;       /* flows placed on the slot's former real don't match */
     snprintf(r.name, sizeof(r.name), "%s", name ? name : abuf);
     xlb_counters_clear(m->real_stats, id);
     percpu_clear(m->nh_cache, id, sizeof(struct xlb_nh));  /* the id may have named another real */
@@ -989,10 +1015,76 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
             int err = errno;
 
             real_slot_clear(m, id);
-            return xlb_errf(e, err, "cannot index real %s of service %s: %s", abuf, s.name,
+            return xlb_errf(e, err, "cannot index real %s of service %u: %s", abuf, vs_id,
                             strerror(err));
         }
     }
+    if (out)
+        *out = r;
+    return 0;
+}
+
+int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
+                 const struct xlb_addr *addr, uint32_t weight, const char *name,
+                 uint32_t *real_id, struct xlb_err *e)
+{
+    struct xlb_service s;
+    struct xlb_real cur;
+    uint32_t id;
+    char abuf[XLB_ADDR_STRLEN];
+    int err;
+
+    if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
+        return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
+    xlb_addr_str(addr, family, abuf, sizeof(abuf));
+    err = real_add_check(&s, family, abuf, name, e);
+    if (err)
+        return err;
+    if (xlb_real_find(m, vs_id, family, addr, &id) == 0)
+        return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
+    for (id = 0; id < XLB_MAX_REALS; id++) {
+        if (bpf_map_lookup_elem(m->reals, &id, &cur))
+            return xlb_errf(e, errno, "cannot read xlb_reals: %s", strerror(errno));
+        if (!(cur.flags & XLB_REAL_F_ACTIVE))
+            break;
+    }
+    if (id == XLB_MAX_REALS)
+        return xlb_errf(e, ENOSPC, "all %d real-server slots are used: cannot add real %s "
+                        "to service %s", XLB_MAX_REALS, abuf, s.name);
+    err = real_write_slot(m, id, cur.gen, vs_id, family, addr, weight, name, abuf, NULL, e);
+    if (!err && real_id)
+        *real_id = id;
+    return err;
+}
+
+int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uint32_t vs_id,
+                      uint8_t family, const struct xlb_addr *addr, uint32_t weight,
+                      const char *name, uint32_t *real_id, struct xlb_err *e)
+{
+    struct xlb_service s;
+    uint32_t id;
+    char abuf[XLB_ADDR_STRLEN];
+    int err;
+
+    if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
+        return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
+    xlb_addr_str(addr, family, abuf, sizeof(abuf));
+    err = real_add_check(&s, family, abuf, name, e);
+    if (err)
+        return err;
+    if (xlb_reals_snap_find(snap, vs_id, family, addr, &id) == 0)
+        return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
+    for (id = snap->next_free; id < XLB_MAX_REALS; id++)
+        if (!(snap->r[id].flags & XLB_REAL_F_ACTIVE))
+            break;
+    if (id == XLB_MAX_REALS)
+        return xlb_errf(e, ENOSPC, "all %d real-server slots are used: cannot add real %s "
+                        "to service %s", XLB_MAX_REALS, abuf, s.name);
+    err = real_write_slot(m, id, snap->r[id].gen, vs_id, family, addr, weight, name, abuf,
+                          &snap->r[id], e);
+    if (err)
+        return err;
+    snap->next_free = id + 1;
     if (real_id)
         *real_id = id;
     return 0;

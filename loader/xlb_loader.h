@@ -148,6 +148,22 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
 /* Remove a real: first from the selection table (if it is in it: a
  * sequence loses its entries, a hash table gives each of its entries the
  * real of the next entry, so that no other flow moves), then its slot. */
+/*
+ * Bulk changes: one read of every real slot, then finds and adds that work
+ * on it instead of scanning the map per call (the agent adds thousands of
+ * reals at a start).  xlb_real_add_snap keeps the snapshot current; other
+ * writers make it stale.
+ */
+struct xlb_reals_snap {
+    struct xlb_real r[XLB_MAX_REALS];
+    uint32_t next_free;         /* no free slot below this one */
+};
+int xlb_reals_snap_read(const struct xlb_maps *m, struct xlb_reals_snap *snap, struct xlb_err *e);
+int xlb_reals_snap_find(const struct xlb_reals_snap *snap, uint32_t vs_id, uint8_t family,
+                        const struct xlb_addr *addr, uint32_t *real_id);
+int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uint32_t vs_id,
+                      uint8_t family, const struct xlb_addr *addr, uint32_t weight,
+                      const char *name, uint32_t *real_id, struct xlb_err *e);
 int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, struct xlb_err *e);
 int xlb_real_find(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
