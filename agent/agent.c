@@ -130,6 +130,8 @@ static uint32_t wanted_flags(const struct agent_real *r)
         f |= XLB_REAL_F_DRAIN;
     if (r->admin == ADMIN_HALT)
         f |= XLB_REAL_F_HALT;
+    if (r->admin != ADMIN_NONE && r->admin_by_operator)
+        f |= XLB_REAL_F_OPER;
     if (down)
         f |= XLB_REAL_F_DOWN;
     if (r->svc->cfg->drop_on_failure && (down || r->admin == ADMIN_HALT))
@@ -223,7 +225,7 @@ static int write_flags(struct agent *a, struct agent_real *r, uint32_t f, char *
                        size_t errlen)
 {
     const uint32_t all = XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN |
-                         XLB_REAL_F_RESCHED;
+                         XLB_REAL_F_RESCHED | XLB_REAL_F_OPER;
     struct xlb_err e;
     int rc;
 
@@ -295,11 +297,14 @@ int agent_set_admin(struct agent_real *r, enum agent_admin admin, char *err, siz
     int rc;
 
     enum agent_admin was = r->admin;
+    bool was_oper = r->admin_by_operator;
 
     r->admin = admin;
+    r->admin_by_operator = true;
     rc = agent_apply_service(r->svc, err, errlen);
     if (rc) {
         r->admin = was;
+        r->admin_by_operator = was_oper;
         agent_apply_service(r->svc, NULL, 0);
         return rc;
     }
@@ -697,8 +702,13 @@ static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *
         r->dp_flags = cur.flags;
         r->dp_weight = cur.weight;
         if (adopt_state) {
-            r->admin = (cur.flags & XLB_REAL_F_HALT) ? ADMIN_HALT :
-                       (cur.flags & XLB_REAL_F_DRAIN) ? ADMIN_DRAIN : ADMIN_NONE;
+            /* An operator's drain or halt survives the restart; one that
+             * came from `enabled: false` follows the config as it is now. */
+            if (cur.flags & XLB_REAL_F_OPER) {
+                r->admin = (cur.flags & XLB_REAL_F_HALT) ? ADMIN_HALT :
+                           (cur.flags & XLB_REAL_F_DRAIN) ? ADMIN_DRAIN : ADMIN_NONE;
+                r->admin_by_operator = true;
+            }
             r->check_up = !(cur.flags & XLB_REAL_F_DOWN);
         }
         r->in_dp = true;
@@ -901,8 +911,10 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
             if (o) {
                 /* Unchanged real: runtime state stays, unless the config
                  * changed what the operator had overridden. */
-                if (o->cfg.enabled == rc_->enabled)
+                if (o->cfg.enabled == rc_->enabled) {
                     r->admin = o->admin;
+                    r->admin_by_operator = o->admin_by_operator;
+                }
                 if (o->weight_set && o->cfg.weight == rc_->weight) {
                     r->weight = o->weight;
                     r->weight_set = true;
@@ -924,8 +936,6 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
             rc = dp_real(a, s, r, adopt && !o, err, errlen);
             if (rc)
                 goto fail;
-            if (!rc_->enabled && adopt && !o)
-                r->admin = ADMIN_HALT;
         }
     }
 

@@ -51,6 +51,7 @@ struct agent_real {
     uint32_t weight;            /* configured, or set by the operator */
     bool weight_set;            /* weight comes from the operator */
     enum agent_admin admin;
+    bool admin_by_operator;     /* admin came from xlbctl, not from `enabled: false` */
     bool check_up;              /* the service's own (layer 4/7) check */
     struct xlb_check *check;    /* NULL for type none and icmp */
     struct xlb_cfg_hc hc_used;  /* what check was started with */

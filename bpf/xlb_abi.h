@@ -173,6 +173,7 @@ struct xlb_service {
 #define XLB_REAL_F_HALT    (1u << 2)
 #define XLB_REAL_F_DOWN    (1u << 3)
 #define XLB_REAL_F_RESCHED (1u << 4)
+#define XLB_REAL_F_OPER    (1u << 5)   /* DRAIN/HALT came from the operator, not the config */
 
 /* xlb_reals[real_id]: one entry per (service, real server) pair. */
 struct xlb_real {

@@ -587,3 +587,43 @@ Test(agent_maps, reload_moves_a_port_and_renames_a_service)
     cr_assert_eq(xlb_service_find(&a.maps, "b", NULL, NULL), -ENOENT, "b is gone");
     stop(&a, &loop);
 }
+
+/* A halt from `enabled: false` follows the file across a restart; an
+ * operator's halt survives it. */
+Test(agent_maps, restart_tells_config_halt_from_operator_halt)
+{
+    static const char v1[] =
+    "  - name: web\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [80]\n"
+    "    health_check: {type: none}\n"
+    "    reals:\n"
+    "      - {name: a, address: 198.18.0.16, enabled: false}\n"
+    "      - {name: b, address: 198.18.0.17}\n";
+    static const char v2[] =
+    "  - name: web\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [80]\n"
+    "    health_check: {type: none}\n"
+    "    reals:\n"
+    "      - {name: a, address: 198.18.0.16}\n"
+    "      - {name: b, address: 198.18.0.17}\n";
+    struct agent a;
+    uv_loop_t loop;
+    struct agent_service *web;
+    char err[512];
+
+    write_cfg(v1);
+    start(&a, &loop);
+    web = agent_find_service(&a, "web");
+    cr_assert_eq(agent_real_state(web->reals[0]), RS_HALT);
+    cr_assert_eq(agent_set_admin(web->reals[1], ADMIN_HALT, err, sizeof(err)), 0, "%s", err);
+    stop(&a, &loop);
+
+    write_cfg(v2);
+    start(&a, &loop);
+    web = agent_find_service(&a, "web");
+    cr_assert_eq(agent_real_state(web->reals[0]), RS_UP, "the file enables a now");
+    cr_assert_eq(agent_real_state(web->reals[1]), RS_HALT, "the operator's halt stays");
+    stop(&a, &loop);
+}
