@@ -6,6 +6,7 @@
 #   make vmlinux       regenerate vmlinux/vmlinux.h from the running kernel's BTF
 #   make SANITIZE=1    userspace with AddressSanitizer + UndefinedBehaviorSanitizer
 #   make V=1           show the commands
+#   make install       install under PREFIX (DESTDIR for staging); docs/install.md
 
 BUILD    ?= build
 CC       ?= gcc
@@ -146,9 +147,55 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench.sh $(BUILD)
 
+# ---- install (docs/install.md) ----
+# Standard directory variables; DESTDIR prefixes every one of them.
+SBINDIR        ?= $(PREFIX)/sbin
+LIBDIR         ?= $(PREFIX)/lib
+DATAROOTDIR    ?= $(PREFIX)/share
+MANDIR         ?= $(DATAROOTDIR)/man
+DOCDIR         ?= $(DATAROOTDIR)/doc/xlb
+SYSCONFDIR     ?= /etc
+# systemd reads /usr/local/lib/systemd/system as well as /usr/lib/systemd/system.
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+INSTALL        ?= install
+
+# What is installed.  A new program (xlb-proxy) adds its binary, its page
+# and its unit here.
+INSTALL_SBIN  := xlb-agent xlbctl
+INSTALL_BPF   := xlb decap
+INSTALL_MAN5  := xlb.yaml.5
+INSTALL_MAN8  := xlb-agent.8 xlbctl.8
+# A unit NAME is systemd/NAME.in with the paths below filled in, or systemd/NAME.
+INSTALL_UNITS := xlb-agent.service
+INSTALL_DOCS  := README.md $(wildcard docs/*.md)
+
+UNIT_SUBST := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
+
+# The example config is xlb.yaml.example; an existing xlb.yaml is never touched.
+install: all
+	$(call msg,INSTALL,$(DESTDIR)$(PREFIX))
+	$(Q)for f in $(INSTALL_SBIN); do \
+	    $(INSTALL) -D -m 0755 $(BUILD)/$$f $(DESTDIR)$(SBINDIR)/$$f || exit 1; done
+	$(Q)for f in $(INSTALL_BPF); do \
+	    $(INSTALL) -D -m 0644 $(BUILD)/bpf/$$f.bpf.o $(DESTDIR)$(LIBDIR)/xlb/$$f.bpf.o || exit 1; done
+	$(Q)for f in $(INSTALL_MAN5); do \
+	    $(INSTALL) -D -m 0644 man/$$f $(DESTDIR)$(MANDIR)/man5/$$f || exit 1; done
+	$(Q)for f in $(INSTALL_MAN8); do \
+	    $(INSTALL) -D -m 0644 man/$$f $(DESTDIR)$(MANDIR)/man8/$$f || exit 1; done
+	$(Q)mkdir -p $(BUILD)/systemd
+	$(Q)for f in $(INSTALL_UNITS); do \
+	    if [ -e systemd/$$f.in ]; then \
+	        sed $(UNIT_SUBST) systemd/$$f.in > $(BUILD)/systemd/$$f || exit 1; \
+	    else cp systemd/$$f $(BUILD)/systemd/$$f || exit 1; fi; \
+	    $(INSTALL) -D -m 0644 $(BUILD)/systemd/$$f $(DESTDIR)$(SYSTEMDUNITDIR)/$$f || exit 1; done
+	$(Q)for f in $(INSTALL_DOCS); do \
+	    $(INSTALL) -D -m 0644 $$f $(DESTDIR)$(DOCDIR)/$$f || exit 1; done
+	$(Q)$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/xlb
+	$(Q)$(INSTALL) -m 0644 etc/xlb.yaml $(DESTDIR)$(SYSCONFDIR)/xlb/xlb.yaml.example
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all vmlinux deps check demo bench clean
+.PHONY: all vmlinux deps check demo bench clean install
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

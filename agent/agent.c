@@ -646,6 +646,81 @@ out:
     return rc;
 }
 
+static int prefixes(const struct xlb_cfg_prefix *in, int n, struct xlb_prefix **out)
+{
+    *out = calloc(n ? n : 1, sizeof(**out));
+    if (!*out)
+        return -ENOMEM;
+    for (int i = 0; i < n; i++) {
+        (*out)[i].family = in[i].family;
+        (*out)[i].plen = in[i].plen;
+        (*out)[i].addr = in[i].addr;
+    }
+    return 0;
+}
+
+/* Persistence group of a service that shares its table with the other
+ * services of its address: the same number for the same address. */
+static uint32_t address_group(uint8_t family, const struct xlb_addr *a)
+{
+    uint32_t h = 2166136261u ^ family;
+    const uint8_t *p = (const uint8_t *)a;
+
+    for (size_t i = 0; i < sizeof(*a); i++)
+        h = (h ^ p[i]) * 16777619u;
+    return (h % (XLB_PERSIST_GROUP_MAX - 1)) + 1;
+}
+
+/* Persistence and access lists of the service. */
+static int dp_policy(struct agent *a, const struct agent_service *s, char *err, size_t errlen)
+{
+    const struct xlb_cfg_service *c = s->cfg;
+    struct xlb_persist_spec ps = { 0 };
+    struct xlb_prefix *allow = NULL, *deny = NULL;
+    struct xlb_err e;
+    int rc;
+
+    if (c->persistence.type == XLB_PERSIST_SOURCE_IP) {
+        ps.timeout_s = c->persistence.timeout_ms / 1000;
+        ps.netmask4 = c->persistence.netmask4;
+        ps.netmask6 = c->persistence.netmask6;
+        ps.group = c->persistence.share_by_address ? address_group(c->family, &c->addr) : 0;
+    }
+    rc = xlb_persist_set(&a->maps, s->vs_id, &ps, &e);
+    if (rc)
+        return errs(err, errlen, -rc, "service %s: %s", c->name, e.msg);
+    if (prefixes(c->acl.allow, c->acl.n_allow, &allow) ||
+        prefixes(c->acl.deny, c->acl.n_deny, &deny)) {
+        free(allow);
+        free(deny);
+        return errs(err, errlen, ENOMEM, "out of memory");
+    }
+    rc = xlb_acl_set(&a->maps, s->vs_id, allow, c->acl.n_allow, deny, c->acl.n_deny, &e);
+    free(allow);
+    free(deny);
+    if (rc)
+        return errs(err, errlen, -rc, "service %s: %s", c->name, e.msg);
+    return 0;
+}
+
+/* The node-wide deny list and the data-plane settings of the node. */
+static int dp_node(struct agent *a, const struct xlb_config *cfg, char *err, size_t errlen)
+{
+    struct xlb_dp_config dc = { .flood_threshold = cfg->node.flood_threshold,
+                                .udp_idle_timeout_s = cfg->node.udp_idle_ms / 1000 };
+    struct xlb_prefix *deny = NULL;
+    struct xlb_err e;
+    int rc;
+
+    if (prefixes(cfg->node.deny.deny, cfg->node.deny.n_deny, &deny))
+        return errs(err, errlen, ENOMEM, "out of memory");
+    rc = xlb_global_deny_set(&a->maps, deny, cfg->node.deny.n_deny, &e);
+    free(deny);
+    if (!rc)
+        rc = xlb_config_set(&a->maps, &dc, &e);
+    return rc ? errs(err, errlen, -rc, "node: %s", e.msg) : 0;
+}
+
 /* Find or create the service in the maps; adopt it when it matches. */
 static int dp_service(struct agent *a, struct agent_service *s, char *err, size_t errlen)
 {
@@ -859,6 +934,11 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
     if (!ns)
         return errs(err, errlen, ENOMEM, "out of memory");
     release_unwanted(a, cfg);
+    rc = dp_node(a, cfg, err, errlen);
+    if (rc) {
+        free(ns);
+        return rc;
+    }
     rc = xlb_reals_snap_read(&a->maps, a->snap, &e);
     if (rc) {
         free(ns);
@@ -882,6 +962,8 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
         s->sched = xlb_sched_get(c->scheduler);
         s->expected_new = old ? old->expected_new : 1;
         rc = dp_service(a, s, err, errlen);
+        if (!rc)
+            rc = dp_policy(a, s, err, errlen);
         if (rc)
             goto fail;
         {
@@ -1049,18 +1131,7 @@ int agent_validate(const struct xlb_config *c, char *err, size_t errlen)
             return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].forwarding: %s is not "
                         "supported by this data plane yet; use ipip or gue", c->path, s->line,
                         s->column, i, xlb_cfg_fwd_name(s->forwarding));
-        if (s->persistence.type != XLB_PERSIST_NONE)
-            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].persistence: source-ip "
-                        "persistence is not supported by this data plane yet; remove it",
-                        c->path, s->line, s->column, i);
-        if (s->acl.n_allow || s->acl.n_deny)
-            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].acl: access lists are "
-                        "not supported by this data plane yet; remove them", c->path, s->line,
-                        s->column, i);
     }
-    if (c->node.deny.n_deny || c->node.deny.n_allow)
-        return errs(err, errlen, ENOTSUP, "%s: node.deny: the node-wide deny list is not "
-                    "supported by this data plane yet; remove it", c->path);
     return 0;
 }
 

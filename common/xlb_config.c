@@ -1156,6 +1156,7 @@ static void node_defaults(struct xlb_cfg_node *n)
     n->gue_port = XLB_GUE_PORT_DEFAULT;
     n->conn_table_size = XLB_CONN_TABLE_DEFAULT;
     n->rebalance_ms = 1000;
+    n->udp_idle_ms = 30000;
     parse_listen("127.0.0.1:9120", &n->metrics);
     parse_listen("127.0.0.1:9121", &n->api);
     strcpy(n->api_token_file, "/etc/xlb/api.token");
@@ -2378,10 +2379,10 @@ static int parse_tunnel(struct rd *r, const yaml_node_t *n, struct xlb_cfg_node 
 }
 
 enum { ND_IFACES, ND_MODE, ND_BPFFS, ND_TUNNEL, ND_GUE, ND_CONNS, ND_REBAL, ND_METRICS, ND_API,
-       ND_DENY, ND__N };
+       ND_DENY, ND_FLOOD, ND_UDPIDLE, ND__N };
 static const char *const nd_keys[] = {
     "interfaces", "xdp_mode", "bpffs", "tunnel_source", "gue_port", "conn_table_size",
-    "rebalance_interval", "metrics", "api", "deny", NULL,
+    "rebalance_interval", "metrics", "api", "deny", "flood_threshold", "udp_idle_timeout", NULL,
 };
 _Static_assert(sizeof(nd_keys) / sizeof(nd_keys[0]) == ND__N + 1, "node keys");
 
@@ -2440,7 +2441,9 @@ static int parse_node(struct rd *r, const yaml_node_t *n)
         return rc;
     if ((rc = opt_u16(r, &m, ND_GUE, 1, 65535, &nd->gue_port)) < 0 ||
         (rc = opt_u32(r, &m, ND_CONNS, 1000, 100000000, &nd->conn_table_size)) < 0 ||
-        (rc = opt_dur(r, &m, ND_REBAL, 100, 60000, &nd->rebalance_ms)) < 0)
+        (rc = opt_dur(r, &m, ND_REBAL, 100, 60000, &nd->rebalance_ms)) < 0 ||
+        (rc = opt_u32(r, &m, ND_FLOOD, 0, 100000000, &nd->flood_threshold)) < 0 ||
+        (rc = opt_dur(r, &m, ND_UDPIDLE, 1000, 86400000, &nd->udp_idle_ms)) < 0)
         return rc;
     if (m.val[ND_METRICS] &&
         (rc = SUBTREE(r, &m, ND_METRICS, parse_endpoint(r, m.val[ND_METRICS], &nd->metrics,

@@ -215,6 +215,11 @@ struct xlb_cfg_node {
     uint16_t gue_port;          /* default XLB_GUE_PORT_DEFAULT */
     uint32_t conn_table_size;   /* default XLB_CONN_TABLE_DEFAULT */
     uint32_t rebalance_ms;      /* lc/wlc/max_conns re-evaluation, default 1s, 100ms..60s */
+    uint32_t flood_threshold;   /* new flows per second and CPU above which flows are
+                                 * forwarded by hash without entering the connection
+                                 * table; 0 = off (default), 0..100000000 */
+    uint32_t udp_idle_ms;       /* a UDP flow idle longer is placed again; default 30s,
+                                 * 1s..1d */
     struct xlb_cfg_listen metrics;      /* default 127.0.0.1:9120 */
     struct xlb_cfg_listen api;          /* default 127.0.0.1:9121 */
     char api_token_file[XLB_CFG_PATH_MAX];  /* default /etc/xlb/api.token */

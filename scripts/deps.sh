@@ -8,6 +8,7 @@ PKGS=(
     libbpf-dev libxdp-dev bpftool libelf-dev zlib1g-dev
     libjansson-dev libuv1-dev libssl-dev libyaml-dev libcriterion-dev
     iproute2 ethtool tcpdump python3 util-linux curl prometheus
+    systemd man-db groff-base binutils
 )
 
 missing=()

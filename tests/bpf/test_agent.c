@@ -627,3 +627,56 @@ Test(agent_maps, restart_tells_config_halt_from_operator_halt)
     cr_assert_eq(agent_real_state(web->reals[1]), RS_HALT, "the operator's halt stays");
     stop(&a, &loop);
 }
+
+Test(agent_maps, persistence_acls_and_node_settings_reach_the_maps)
+{
+    static const char svc[] =
+    "  - name: http\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [80]\n"
+    "    health_check: {type: none}\n"
+    "    persistence: {type: source-ip, timeout: 10m, netmask: 24, share_by_address: true}\n"
+    "    acl: {allow: [\"198.18.0.0/16\"], deny: [\"198.18.66.0/24\"]}\n"
+    "    reals: [{name: a, address: 198.18.0.16}]\n"
+    "  - name: https\n"
+    "    address: 198.18.10.10\n"
+    "    ports: [443]\n"
+    "    health_check: {type: none}\n"
+    "    persistence: {type: source-ip, timeout: 10m, netmask: 24, share_by_address: true}\n"
+    "    reals: [{name: a, address: 198.18.0.16}]\n";
+    struct agent a;
+    uv_loop_t loop;
+    struct xlb_persist_spec p1, p2;
+    struct xlb_dp_config dc;
+    struct xlb_service s;
+    struct agent_service *http, *https;
+    FILE *f;
+
+    write_cfg(svc);
+    /* Node settings go in the node block: rewrite it with them. */
+    f = fopen(cfgpath, "w");
+    cr_assert(f);
+    fprintf(f, "node:\n  interfaces: []\n  bpffs: %s\n  conn_table_size: 4096\n"
+            "  metrics: {enabled: false}\n  api: {enabled: false}\n"
+            "  flood_threshold: 12345\n  udp_idle_timeout: 45s\n"
+            "  deny: [\"198.19.0.0/16\"]\nservices:\n%s", bpffs, svc);
+    fclose(f);
+    start(&a, &loop);
+    http = agent_find_service(&a, "http");
+    https = agent_find_service(&a, "https");
+    cr_assert_eq(xlb_persist_get(&a.maps, http->vs_id, &p1), 0);
+    cr_assert_eq(xlb_persist_get(&a.maps, https->vs_id, &p2), 0);
+    cr_assert_eq(p1.timeout_s, 600);
+    cr_assert_eq(p1.netmask4, 24);
+    cr_assert_neq(p1.group, 0, "share_by_address gives a group");
+    cr_assert_eq(p1.group, p2.group, "one group for the services of one address");
+    cr_assert_eq(bpf_map_lookup_elem(a.maps.services, &http->vs_id, &s), 0);
+    cr_assert_eq(s.acl_flags & (XLB_ACL_F_ALLOW4 | XLB_ACL_F_DENY4),
+                 XLB_ACL_F_ALLOW4 | XLB_ACL_F_DENY4);
+    cr_assert_eq(bpf_map_lookup_elem(a.maps.services, &https->vs_id, &s), 0);
+    cr_assert_eq(s.acl_flags, 0, "https has no lists");
+    cr_assert_eq(xlb_config_get(&a.maps, &dc), 0);
+    cr_assert_eq(dc.flood_threshold, 12345);
+    cr_assert_eq(dc.udp_idle_timeout_s, 45);
+    stop(&a, &loop);
+}

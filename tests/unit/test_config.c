@@ -78,7 +78,9 @@ static struct bad bad_cases[] = {
     { "list where a mapping is expected", "node: [eth0]\n",
       "t.yaml:1:7: node: expected a mapping, got a list; allowed: a mapping with the keys "
       "interfaces, xdp_mode, bpffs, tunnel_source, gue_port, conn_table_size, rebalance_interval, "
-      "metrics, api, deny" },
+      "metrics, api, deny, flood_threshold, udp_idle_timeout" },
+    { "udp idle timeout out of range", "node: {udp_idle_timeout: 500ms}\n",
+      "t.yaml:1:26: node.udp_idle_timeout: 500ms is out of range; allowed: 1s..1d" },
     { "mapping where a list is expected", "services: {name: web}\n",
       "t.yaml:1:11: services: expected a list, got a mapping; allowed: a list of services "
       "(mappings with name, address, ports, ...)" },
@@ -438,6 +440,8 @@ Test(config_good, minimal_service_gets_every_default)
     cr_expect_eq(n->gue_port, XLB_GUE_PORT_DEFAULT);
     cr_expect_eq(n->conn_table_size, XLB_CONN_TABLE_DEFAULT);
     cr_expect_eq(n->rebalance_ms, 1000);
+    cr_expect_eq(n->flood_threshold, 0);
+    cr_expect_eq(n->udp_idle_ms, 30000);
     cr_expect(n->metrics.set);
     cr_expect_eq(n->metrics.family, XLB_FAMILY_V4);
     addr_is(XLB_FAMILY_V4, &n->metrics.addr, "127.0.0.1");
@@ -525,6 +529,8 @@ Test(config_good, node_every_key)
         "  gue_port: 7080\n"
         "  conn_table_size: 2000\n"
         "  rebalance_interval: 250ms\n"
+        "  flood_threshold: 50000\n"
+        "  udp_idle_timeout: 2m\n"
         "  metrics: {listen: \"[::1]:9300\"}\n"
         "  api: {enabled: false, token_file: /run/xlb.token}\n"
         "  deny: [198.19.0.1, \"fd00:bad::/48\"]\n");
@@ -542,6 +548,8 @@ Test(config_good, node_every_key)
     cr_expect_eq(n->gue_port, 7080);
     cr_expect_eq(n->conn_table_size, 2000);
     cr_expect_eq(n->rebalance_ms, 250);
+    cr_expect_eq(n->flood_threshold, 50000);
+    cr_expect_eq(n->udp_idle_ms, 120000);
     cr_expect(n->metrics.set);
     cr_expect_eq(n->metrics.family, XLB_FAMILY_V6);
     addr_is(XLB_FAMILY_V6, &n->metrics.addr, "::1");
