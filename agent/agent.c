@@ -584,7 +584,16 @@ static void wrt_tick(uv_timer_t *t)
 
 static uint8_t fwd_method(enum xlb_cfg_fwd f)
 {
-    return f == XLB_CFG_FWD_GUE ? XLB_FWD_GUE : XLB_FWD_IPIP;
+    switch (f) {
+    case XLB_CFG_FWD_GUE:
+        return XLB_FWD_GUE;
+    case XLB_CFG_FWD_DSR:
+        return XLB_FWD_DSR;
+    case XLB_CFG_FWD_NAT:
+        return XLB_FWD_NAT;
+    default:
+        return XLB_FWD_IPIP;
+    }
 }
 
 static uint32_t table_flags(const struct xlb_sched *s)
@@ -786,11 +795,23 @@ static int dp_real(struct agent *a, struct agent_service *s, struct agent_real *
             }
             r->check_up = !(cur.flags & XLB_REAL_F_DOWN);
         }
+        /* nat: a changed port of a kept real applies to its flows too. */
+        if (s->cfg->forwarding == XLB_CFG_FWD_NAT && ntohs(cur.port_be) != r->cfg.port &&
+            (rc = xlb_real_set_port(&a->maps, id, r->cfg.port, &e)))
+            return errs(err, errlen, -rc, "service %s, real %s: %s", s->cfg->name, r->cfg.name,
+                        e.msg);
         r->in_dp = true;
         return 0;
     }
-    rc = xlb_real_add_snap(&a->maps, a->snap, s->vs_id, r->cfg.family, &r->cfg.addr, r->weight,
-                           r->cfg.name, &r->real_id, &e);
+    {
+        struct xlb_real_spec rs = {
+            .family = r->cfg.family, .addr = r->cfg.addr, .weight = r->weight,
+            .name = r->cfg.name,
+            .port = s->cfg->forwarding == XLB_CFG_FWD_NAT ? r->cfg.port : 0,
+        };
+
+        rc = xlb_real_add_snap_spec(&a->maps, a->snap, s->vs_id, &rs, &r->real_id, &e);
+    }
     if (rc)
         return errs(err, errlen, -rc, "service %s, real %s: %s", s->cfg->name, r->cfg.name,
                     e.msg);
@@ -1120,21 +1141,6 @@ struct agent_real *agent_find_real(struct agent_service *s, const char *key)
 
 /* ---- validation beyond the reader ---- */
 
-int agent_validate(const struct xlb_config *c, char *err, size_t errlen)
-{
-    for (int i = 0; i < c->n_services; i++) {
-        const struct xlb_cfg_service *s = &c->services[i];
-
-        if (s->layer != 4)
-            continue;
-        if (s->forwarding == XLB_CFG_FWD_DSR || s->forwarding == XLB_CFG_FWD_NAT)
-            return errs(err, errlen, ENOTSUP, "%s:%d:%d: services[%d].forwarding: %s is not "
-                        "supported by this data plane yet; use ipip or gue", c->path, s->line,
-                        s->column, i, xlb_cfg_fwd_name(s->forwarding));
-    }
-    return 0;
-}
-
 /* ---- start, reload, stop ---- */
 
 static int read_file(const char *path, char **text, size_t *len)
@@ -1177,13 +1183,6 @@ static int load_config(const char *path, struct xlb_config **cfg, char **text, s
     if (rc)
         return errs(err, errlen, -rc, "%s: cannot read the config: %s", path, strerror(-rc));
     rc = xlb_config_parse(path, *text, *len, cfg, err, errlen);
-    if (!rc) {
-        rc = agent_validate(*cfg, err, errlen);
-        if (rc) {
-            xlb_config_free(*cfg);
-            *cfg = NULL;
-        }
-    }
     if (rc) {
         free(*text);
         *text = NULL;

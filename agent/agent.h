@@ -124,9 +124,6 @@ void agent_stop(struct agent *a);
  * config.  Returns 0 or -errno with the reason in err. */
 int agent_reload(struct agent *a, char *err, size_t errlen);
 
-/* Checks beyond the reader's, for what this build supports. */
-int agent_validate(const struct xlb_config *c, char *err, size_t errlen);
-
 struct agent_service *agent_find_service(struct agent *a, const char *name);
 struct agent_real *agent_find_real(struct agent_service *s, const char *name_or_addr);
 enum agent_state agent_real_state(const struct agent_real *r);

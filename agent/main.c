@@ -34,8 +34,6 @@ static int check_only(const char *path)
     char err[1024];
     int rc = xlb_config_load(path, &c, err, sizeof(err));
 
-    if (!rc)
-        rc = agent_validate(c, err, sizeof(err));
     if (rc) {
         fprintf(stderr, "%s\n", err);
         xlb_config_free(c);

@@ -10,6 +10,9 @@
  *                                              does not modify the frame)
  *   new flow (SYN, a new 5-tuple each time)   (through bench_harness)
  *   established flow (ACK of one flow)        (through bench_harness)
+ * each for an ipip, a dsr and a nat service (100 reals each), plus the
+ * reply of a nat real (SNAT, a FIB lookup towards the client per packet)
+ * and non-VIP traffic again once nat reals exist (their reply check).
  * The harness restores the frame before each iteration and tail-calls the
  * balancer; its own cost is harness+bench_tx minus bench_tx, subtracted.
  * Each figure is the median of RUNS runs of REPEAT iterations.
@@ -85,6 +88,9 @@ static int setup_netns(void)
         if (sh(cmd))
             return -1;
     }
+    /* the client of the nat reply case */
+    if (sh("ip neigh add 198.18.5.2 lladdr 02:00:00:00:00:99 dev xlbtb0 nud permanent"))
+        return -1;
     ifindex = if_nametoindex("xlbtb0");
     return ifindex ? 0 : -1;
 }
@@ -120,6 +126,50 @@ static double measure(int prog_fd, const void *frame, size_t len, __u32 want)
     }
     qsort(t, RUNS, sizeof(t[0]), cmp_u64);
     return (double)t[RUNS / 2];
+}
+
+/* A service of method on vip:80 over the N_REALS reals (nat: port 8080),
+ * with its Maglev table. */
+static int add_service(struct xlb_dp *dp, const char *name, const char *vip, uint8_t method,
+                       struct xlb_err *e)
+{
+    struct xlb_service_spec sp = { .name = name, .port = 80, .proto = IPPROTO_TCP,
+                                   .method = method };
+    uint32_t vs_id;
+    uint8_t fam;
+
+    xlb_addr_parse(vip, &sp.vip, &sp.family, NULL);
+    if (xlb_service_add(xlb_dp_maps(dp), &sp, &vs_id, e))
+        return -1;
+    for (int i = 0; i < N_REALS; i++) {
+        struct xlb_real_spec rs = { .weight = 100, .port = method == XLB_FWD_NAT ? 8080 : 0 };
+        char txt[32];
+
+        snprintf(txt, sizeof(txt), "198.18.1.%d", 10 + i);
+        xlb_addr_parse(txt, &rs.addr, &fam, NULL);
+        rs.family = fam;
+        if (xlb_real_add_spec(xlb_dp_maps(dp), vs_id, &rs, NULL, e))
+            return -1;
+    }
+    return xlb_service_rebuild(xlb_dp_maps(dp), vs_id, e) ? -1 : 0;
+}
+
+/* ns/packet of the balancer on frame f through the harness (stamp: a new
+ * flow every iteration), its own cost (harness_cost) taken off. */
+static double via_harness(struct bench_bpf *bs, int target_fd, const uint8_t *f, size_t len,
+                          bool stamp, double harness_cost, __u32 want)
+{
+    struct bench_frame_v fv = { .len = len };
+    __u32 zero = 0;
+
+    memcpy(fv.data, f, len);
+    if (stamp) {
+        fv.sport_off = 34;
+        fv.saddr_off = 14 + 12 + 2;
+    }
+    bpf_map__update_elem(bs->maps.bench_frames, &zero, 4, &fv, sizeof(fv), BPF_ANY);
+    bpf_map__update_elem(bs->maps.bench_target, &zero, 4, &target_fd, 4, BPF_ANY);
+    return measure(bpf_program__fd(bs->progs.bench_harness), f, len, want) - harness_cost;
 }
 
 static size_t build(struct pkt_spec *s, const char *src, const char *dst, uint16_t sport,
@@ -220,18 +270,69 @@ int main(int argc, char **argv)
 
     cost_syn = h_syn - harness_stamp + tx;
     cost_ack = h_ack - harness_tx + tx;
-    printf("xdp bench: %u iterations x %d runs (median), 100 reals, Maglev M=65537, "
-           "connection table %d entries\n", repeat, RUNS, XLB_CONN_TABLE_DEFAULT);
-    printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_TX", tx);
-    printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_PASS", pass);
-    printf("  %-34s %8.1f / %.1f ns/pkt\n", "harness overhead (subtracted)", harness_tx - tx,
-           harness_stamp - tx);
-    printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX   (target <= 9x)\n",
-           "(a) new flow: SYN to VIP, ipip", cost_syn, cost_syn / tx);
-    printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX   (target <= 4x)\n",
-           "(b) established flow: ACK, ipip", cost_ack, cost_ack / tx);
-    printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_PASS (target <= 2x)\n",
-           "(c) non-VIP traffic", nonvip, nonvip / pass);
+
+    /* dsr and nat: the same cases, and the reply of a nat real */
+    if (add_service(dp, "bench-dsr", "198.18.10.11", XLB_FWD_DSR, &e) ||
+        add_service(dp, "bench-nat", "198.18.10.12", XLB_FWD_NAT, &e))
+        goto err;
+    {
+        uint8_t dsyn[256], dack[256], nsyn[256], nack[256], reply[256];
+        size_t dsyn_len, dack_len, nsyn_len, nack_len, reply_len;
+        double d_syn, d_ack, n_syn, n_ack, n_reply, nonvip_nat, ostamp = harness_stamp - tx,
+               oplain = harness_tx - tx;
+        int lb = xlb_dp_prog_fd(dp);
+        struct xlb_flow_key fk = { .sport_be = htons(40011), .dport_be = htons(80),
+                                   .proto = IPPROTO_TCP, .family = XLB_FAMILY_V4 };
+        struct xlb_flow_value flow;
+        struct xlb_real r;
+        char raddr[XLB_ADDR_STRLEN];
+
+        dsyn_len = build(&s, "198.18.5.1", "198.18.10.11", 40000, 80, 0x02, dsyn);
+        dack_len = build(&s, "198.18.5.2", "198.18.10.11", 40010, 80, 0x10, dack);
+        nsyn_len = build(&s, "198.18.5.1", "198.18.10.12", 40000, 80, 0x02, nsyn);
+        nack_len = build(&s, "198.18.5.2", "198.18.10.12", 40011, 80, 0x10, nack);
+        d_ack = via_harness(bs, lb, dack, dack_len, false, oplain, XDP_TX);
+        n_ack = via_harness(bs, lb, nack, nack_len, false, oplain, XDP_TX);
+        /* the real of that nat flow answers it */
+        xlb_addr_parse("198.18.5.2", &fk.src, &fam, NULL);
+        xlb_addr_parse("198.18.10.12", &fk.dst, &fam, NULL);
+        if (bpf_map_lookup_elem(xlb_dp_maps(dp)->conns, &fk, &flow) ||
+            xlb_real_get(xlb_dp_maps(dp), flow.real_id, &r)) {
+            fprintf(stderr, "bench: the nat flow was not recorded\n");
+            return 1;
+        }
+        xlb_addr_str(&r.addr, r.family, raddr, sizeof(raddr));
+        reply_len = build(&s, raddr, "198.18.5.2", 8080, 40011, 0x10, reply);
+        n_reply = via_harness(bs, lb, reply, reply_len, false, oplain, XDP_TX);
+        d_syn = via_harness(bs, lb, dsyn, dsyn_len, true, ostamp, XDP_TX);
+        n_syn = via_harness(bs, lb, nsyn, nsyn_len, true, ostamp, XDP_TX);
+        nonvip_nat = measure(lb, other, other_len, XDP_PASS);
+
+        printf("xdp bench: %u iterations x %d runs (median), 100 reals, Maglev M=65537, "
+               "connection table %d entries\n", repeat, RUNS, XLB_CONN_TABLE_DEFAULT);
+        printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_TX", tx);
+        printf("  %-34s %8.1f ns/pkt\n", "trivial XDP_PASS", pass);
+        printf("  %-34s %8.1f / %.1f ns/pkt\n", "harness overhead (subtracted)", harness_tx - tx,
+               harness_stamp - tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX   (target <= 9x)\n",
+               "(a) new flow: SYN to VIP, ipip", cost_syn, cost_syn / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX   (target <= 4x)\n",
+               "(b) established flow: ACK, ipip", cost_ack, cost_ack / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_PASS (target <= 2x)\n",
+               "(c) non-VIP traffic", nonvip, nonvip / pass);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX\n", "new flow, dsr", d_syn + tx,
+               (d_syn + tx) / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX\n", "established flow, dsr", d_ack + tx,
+               (d_ack + tx) / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX\n", "new flow, nat", n_syn + tx,
+               (n_syn + tx) / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX\n", "established flow, nat", n_ack + tx,
+               (n_ack + tx) / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_TX\n", "nat reply (SNAT)", n_reply + tx,
+               (n_reply + tx) / tx);
+        printf("  %-34s %8.1f ns/pkt  %5.2fx XDP_PASS\n", "non-VIP traffic, nat reals exist",
+               nonvip_nat, nonvip_nat / pass);
+    }
     bench_bpf__destroy(bs);
     xlb_dp_close(dp);
     return 0;

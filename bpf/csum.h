@@ -38,4 +38,23 @@ static __always_inline __u16 csum_replace16(__u16 check, __u16 old, __u16 new)
     return ~csum_fold16(sum);
 }
 
+/* Accumulate the change of a 32-bit word from old to new, for csum_apply()
+ * (RFC 1624 eqn. 3 summed over 32-bit words; byte order as stored). */
+static __always_inline __u64 csum_diff32(__u64 diff, __be32 old, __be32 new)
+{
+    return diff + (__u32)~old + new;
+}
+
+/* The same for a 16-bit word. */
+static __always_inline __u64 csum_diff16(__u64 diff, __be16 old, __be16 new)
+{
+    return diff + (__u16)~old + new;
+}
+
+/* A checksum after the changes accumulated in diff. */
+static __always_inline __u16 csum_apply(__u16 check, __u64 diff)
+{
+    return ~csum_fold16((__u64)(__u16)~check + diff);
+}
+
 #endif

@@ -12,9 +12,15 @@
  * the client's persistence entry or pick one from the service's selection
  * table (indexed by the 5-tuple hash, the source hash or a per-CPU sequence
  * counter, as the service says) and remember it, unless this CPU places
- * more new flows per second than the flood threshold; then encapsulate
- * towards the real and send the frame out through the next hop the FIB
- * names (cached per real and CPU for a second).  An established flow is
+ * more new flows per second than the flood threshold; then forward it as
+ * the service's method says: encapsulated towards the real (ipip, gue),
+ * with only the MACs rewritten (dsr), or with destination address and
+ * port translated to the real's (nat, which also records the reverse
+ * entry of the flow), out through the next hop the FIB names (cached per
+ * real and CPU for a second).  A TCP/UDP packet from a real of a nat
+ * service is a reply: its source is translated back to the VIP through
+ * the flow's reverse entry and it is sent towards the client (no entry:
+ * to the stack).  An established flow is
  * placed again when its real is gone or marked RESCHED, when a SYN reopens
  * a flow that was closed, or when a UDP flow was idle past the timeout.
  * Destinations that cannot be VIPs leave after one read of a bitmap.
@@ -33,6 +39,7 @@
 #include "parse.h"
 #include "icmp.h"
 #include "encap.h"
+#include "nat.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -75,7 +82,8 @@ static __always_inline __u64 coarse_now_ns(void)
     return bpf_jiffies64() * cfg_ns_per_jiffy;
 }
 
-/* One inlined array read: is this destination possibly a VIP? */
+/* One inlined array read: is this address possibly a VIP (as a
+ * destination) or a nat real (as a source)? */
 static __always_inline int vip_filter_hit(const struct xlb_addr *a)
 {
     __u32 bit = xlb_vip_filter_bit(a);
@@ -292,21 +300,45 @@ static __always_inline void fib_request(struct bpf_fib_lookup *fib, const struct
     }
 }
 
+/* nh_refresh(): a dsr real that the FIB reaches through a gateway. */
+#define XLB_FIB_VIA_GATEWAY 100
+
+/* Does the FIB's answer name a next hop other than the destination asked
+ * for (a gateway, of either family)? */
+static __always_inline int fib_via_gateway(const struct bpf_fib_lookup *fib,
+                                           const struct encap_plan *e)
+{
+    if (e->family == XLB_FAMILY_V4)
+        return fib->family != AF_INET_ || fib->ipv4_dst != e->dst.addr_be[0];
+    return fib->family != AF_INET6_ || fib->ipv6_dst[0] != e->dst.addr_be[0] ||
+           fib->ipv6_dst[1] != e->dst.addr_be[1] || fib->ipv6_dst[2] != e->dst.addr_be[2] ||
+           fib->ipv6_dst[3] != e->dst.addr_be[3];
+}
+
 /*
  * Learn the next hop towards e->dst into nh: MACs, egress interface, source
- * (when no tunnel source is configured) and the route MTU, which a second
- * lookup with an oversized length reveals.  Returns the BPF_FIB_LKUP_RET_*
- * of the lookup for this packet; only a success is cached.
+ * (when encapsulating without a configured tunnel source) and the route
+ * MTU, which a second lookup with an oversized length reveals.  Returns the
+ * BPF_FIB_LKUP_RET_* of the lookup for this packet, or XLB_FIB_VIA_GATEWAY
+ * for a dsr real that is not on a connected network; only a success is
+ * cached.
  */
 static __always_inline int nh_refresh(struct xdp_md *ctx, const struct encap_plan *e,
-                                      struct xlb_nh *nh, __u32 outer_len, __u64 now)
+                                      struct xlb_nh *nh, __u32 outer_len, __u64 now,
+                                      __u8 method)
 {
     struct bpf_fib_lookup fib = {};
-    __u32 flags = tunnel_source_configured(e->family) ? 0 : BPF_FIB_LOOKUP_SRC;
+    int l2 = method == XLB_FWD_DSR || method == XLB_FWD_NAT;
+    __u32 flags = l2 || tunnel_source_configured(e->family) ? 0 : BPF_FIB_LOOKUP_SRC;
     int rc;
 
     fib_request(&fib, e, ctx->ingress_ifindex, outer_len);
     rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
+    /* The FIB names the gateway in the destination it hands back. */
+    if (method == XLB_FWD_DSR &&
+        (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+        fib_via_gateway(&fib, e))
+        return XLB_FIB_VIA_GATEWAY;
     if (flags) {
         if (e->family == XLB_FAMILY_V4)
             nh->src.addr_be[0] = fib.ipv4_src;
@@ -328,7 +360,8 @@ static __always_inline int nh_refresh(struct xdp_md *ctx, const struct encap_pla
     return rc;
 }
 
-/* Encapsulate towards r and hand the frame to the next hop.  The real's
+/* Forward the frame to r as the service's method says (encapsulated,
+ * MACs only, or translated) and hand it to the next hop.  The real's
  * counters count what leaves towards it, not what is dropped on the way. */
 static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
                                    const struct xlb_service *vs,
@@ -338,40 +371,60 @@ static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
     struct encap_plan e = {};
     struct xlb_nh *nh;
     __u32 outer_len;
+    __u8 method = vs->method;
     int rc = BPF_FIB_LKUP_RET_SUCCESS;
 
     e.family = r->family;
-    e.gue = vs->method == XLB_FWD_GUE;
     e.dst = r->addr;
-    if (p->key.family == XLB_FAMILY_V4)
-        e.inner_nh = NEXTHDR_IPIP_;
-    else if (r->family == XLB_FAMILY_V6)
-        e.inner_nh = NEXTHDR_IPV6_;
-    else
-        return verdict(XDP_DROP, XLB_R_DROP_NO_REAL, bytes); /* IPv6 in IPv4: refused by the loader */
-    e.hdr_len = (e.family == XLB_FAMILY_V4 ? sizeof(struct iphdr) : sizeof(struct ipv6hdr)) +
-                (e.gue ? sizeof(struct udphdr) : 0);
-    encap_source(&e, hash);
+    if (method == XLB_FWD_DSR || method == XLB_FWD_NAT) {
+        /* The packet itself goes to the real: no header is added. */
+        if (r->family != p->key.family)
+            return verdict(XDP_DROP, XLB_R_DROP_NO_REAL, bytes); /* refused by the loader */
+        e.src = p->key.src;
+        e.inner_nh = p->key.proto;
+    } else {
+        e.gue = method == XLB_FWD_GUE;
+        if (p->key.family == XLB_FAMILY_V4)
+            e.inner_nh = NEXTHDR_IPIP_;
+        else if (r->family == XLB_FAMILY_V6)
+            e.inner_nh = NEXTHDR_IPV6_;
+        else
+            return verdict(XDP_DROP, XLB_R_DROP_NO_REAL, bytes); /* IPv6 in IPv4: refused by the loader */
+        e.hdr_len = (e.family == XLB_FAMILY_V4 ? sizeof(struct iphdr) :
+                                                 sizeof(struct ipv6hdr)) +
+                    (e.gue ? sizeof(struct udphdr) : 0);
+        encap_source(&e, hash);
+    }
     outer_len = p->ip_len + e.hdr_len;
 
     nh = bpf_map_lookup_elem(&xlb_nh_cache, &real_id);
     if (!nh)
         return verdict(XDP_DROP, XLB_R_DROP_FIB, bytes);
     if (nh->expires_ns <= now || nh->in_ifindex != ctx->ingress_ifindex)
-        rc = nh_refresh(ctx, &e, nh, outer_len, now);
+        rc = nh_refresh(ctx, &e, nh, outer_len, now, method);
     else if (nh->mtu && outer_len > nh->mtu)
         rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
+    if (rc == XLB_FIB_VIA_GATEWAY)
+        return verdict(XDP_DROP, XLB_R_DROP_DSR_GATEWAY, bytes);
     if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
         return verdict(XDP_DROP, XLB_R_DROP_TOO_BIG, bytes);
     if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
         return verdict(XDP_DROP, XLB_R_DROP_FWD_DISABLED, bytes);
     if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
         return verdict(XDP_DROP, XLB_R_DROP_FIB, bytes);
-    if (!tunnel_source_configured(e.family))
-        e.src = nh->src;
-
-    if (encap_push(ctx, p, &e, hash))
-        return verdict(XDP_DROP, XLB_R_DROP_ENCAP, bytes);
+    if (method == XLB_FWD_DSR) {
+        /* The stack cannot forward a frame addressed to the VIP. */
+        if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+            return verdict(XDP_DROP, XLB_R_DROP_NO_NEIGH, bytes);
+    } else if (method == XLB_FWD_NAT) {
+        if (nat_rewrite(ctx, p, 1, &r->addr, r->port_be ? r->port_be : p->key.dport_be))
+            return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
+    } else {
+        if (!tunnel_source_configured(e.family))
+            e.src = nh->src;
+        if (encap_push(ctx, p, &e, hash))
+            return verdict(XDP_DROP, XLB_R_DROP_ENCAP, bytes);
+    }
     count(&xlb_real_stats, real_id, bytes, new_flow);
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
         /* The stack resolves the neighbour and forwards this frame. */
@@ -491,6 +544,83 @@ static __always_inline int icmp_too_big(const struct xlb_pkt *p, const struct xl
     return -1;
 }
 
+/*
+ * A TCP/UDP packet whose source is a real of a nat service: with a reverse
+ * entry it is that flow's reply, its source becomes the VIP and port the
+ * client addressed and it goes towards the client through the FIB's next
+ * hop; without one it goes to the stack untouched (pass_nat_no_entry),
+ * unless it is addressed to a possible VIP (the real is a client then).
+ * Returns -1 for a packet from any other source or to a VIP (not a
+ * reply), else the verdict.
+ */
+static __always_inline int nat_reply(struct xdp_md *ctx, struct xlb_pkt *p, __u32 bytes)
+{
+    struct xlb_vip_addr_key sk = { .family = p->key.family };
+    struct bpf_fib_lookup fib = {};
+    struct xlb_nat_rev_value *rev;
+    struct xlb_addr vip;
+    __be16 vport;
+    __u64 now;
+    int rc;
+
+    sk.addr = p->key.src;
+    if (!bpf_map_lookup_elem(&xlb_nat_srcs, &sk))
+        return -1;
+    rev = bpf_map_lookup_elem(&xlb_nat_rev, &p->key);
+    if (!rev) {
+        /* A real may also be a client of a VIP. */
+        if (vip_filter_hit(&p->key.dst))
+            return -1;
+        return verdict(XDP_PASS, XLB_R_PASS_NAT_NO_ENTRY, bytes);
+    }
+    now = coarse_now_ns();
+    if (now - rev->last_seen_ns > XLB_CONN_TOUCH_NS)
+        rev->last_seen_ns = now;
+    vip = rev->vip;
+    vport = rev->vip_port_be;
+
+    fib.ifindex = ctx->ingress_ifindex;
+    fib.tot_len = p->ip_len;
+    fib.l4_protocol = p->key.proto;
+    fib.sport = vport;
+    fib.dport = p->key.dport_be;
+    if (p->key.family == XLB_FAMILY_V4) {
+        fib.family = AF_INET_;
+        fib.ipv4_src = vip.addr_be[0];
+        fib.ipv4_dst = p->key.dst.addr_be[0];
+    } else {
+        fib.family = AF_INET6_;
+        __builtin_memcpy(fib.ipv6_src, &vip, 16);
+        __builtin_memcpy(fib.ipv6_dst, &p->key.dst, 16);
+    }
+    rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), 0);
+    if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+        return verdict(XDP_DROP, XLB_R_DROP_TOO_BIG, bytes);
+    if (rc == BPF_FIB_LKUP_RET_FWD_DISABLED)
+        return verdict(XDP_DROP, XLB_R_DROP_FWD_DISABLED, bytes);
+    if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+        return verdict(XDP_DROP, XLB_R_DROP_FIB, bytes);
+    if (nat_rewrite(ctx, p, 0, &vip, vport))
+        return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
+    event(XLB_EV_NAT_REPLY);
+    if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+        /* The stack resolves the client's next hop and forwards it. */
+        return verdict(XDP_PASS, XLB_R_PASS_NO_NEIGH, bytes);
+    {
+        void *data = (void *)(long)ctx->data;
+        void *data_end = (void *)(long)ctx->data_end;
+        struct ethhdr *eth = data;
+
+        if ((void *)(eth + 1) > data_end)
+            return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
+        __builtin_memcpy(eth->h_dest, fib.dmac, ETH_ALEN_);
+        __builtin_memcpy(eth->h_source, fib.smac, ETH_ALEN_);
+    }
+    if (fib.ifindex == ctx->ingress_ifindex)
+        return verdict(XDP_TX, XLB_R_TX, bytes);
+    return verdict(bpf_redirect(fib.ifindex, 0), XLB_R_REDIRECT, bytes);
+}
+
 SEC("xdp")
 int xlb_balancer(struct xdp_md *ctx)
 {
@@ -513,9 +643,18 @@ int xlb_balancer(struct xdp_md *ctx)
         return verdict(XDP_PASS, XLB_R_PASS_NOT_IP, bytes);
     if (rc == PARSE_BAD_L3)
         return verdict(XDP_PASS, XLB_R_PASS_MALFORMED, bytes);
+    cfg = bpf_map_lookup_elem(&xlb_settings, &zero);
+    /* Replies of nat reals come back through the balancer. */
+    if (cfg && cfg->nat_srcs && rc == PARSE_OK && !p.fragment &&
+        (p.key.proto == IPPROTO_TCP || p.key.proto == IPPROTO_UDP) &&
+        vip_filter_hit(&p.key.src)) {
+        int v = nat_reply(ctx, &p, bytes);
+
+        if (v >= 0)
+            return v;
+    }
     if (!vip_filter_hit(&p.key.dst))
         return verdict(XDP_PASS, XLB_R_PASS_NOT_VIP, bytes);
-    cfg = bpf_map_lookup_elem(&xlb_settings, &zero);
     /* The node's deny list covers every packet to a VIP address. */
     if (cfg && (cfg->global_deny & (p.key.family == XLB_FAMILY_V4 ? XLB_ACL_F_DENY4 :
                                                                    XLB_ACL_F_DENY6)) &&
@@ -545,6 +684,11 @@ int xlb_balancer(struct xdp_md *ctx)
         }
         if (rc >= 0)
             return rc;
+        if (pl.vs->method == XLB_FWD_NAT) {
+            /* Ports of later fragments and quoted headers are not translated. */
+            count(&xlb_vs_stats, pl.vs_id, bytes, 0);
+            return verdict(XDP_PASS, XLB_R_PASS_NAT_UNTRANSLATED, bytes);
+        }
         vs = pl.vs;
         r = pl.r;
         vs_id = pl.vs_id;
@@ -588,8 +732,11 @@ int xlb_balancer(struct xdp_md *ctx)
             /* Written only on a change: the hot path stays a read. */
             if (!closed && tcp_closing(&p))
                 flow->flags |= XLB_FLOW_F_CLOSED;
-            if (now - flow->last_seen_ns > XLB_CONN_TOUCH_NS)
+            if (now - flow->last_seen_ns > XLB_CONN_TOUCH_NS) {
                 flow->last_seen_ns = now;
+                if (vs->method == XLB_FWD_NAT)
+                    nat_rev_put(&p, r, vs_id, real_id, now);
+            }
             goto send;
         }
         r = NULL;
@@ -652,6 +799,9 @@ place:
 
         bpf_map_update_elem(&xlb_conns, &p.key, &nf, BPF_ANY);
     }
+    /* Also in flood mode: without it the flow's replies are not translated. */
+    if (vs->method == XLB_FWD_NAT)
+        nat_rev_put(&p, r, vs_id, real_id, now);
     new_flow = 1;
 send:
     /* The service's counters count every packet addressed to it. */

@@ -11,12 +11,15 @@
  *   - bpf/xlb_maps.h        (a new map: its definition)
  *   - loader/xlb_loader.h   (struct xlb_maps: one fd per map; the typed calls)
  *   - loader/xlb_loader.c   (map_names/map_slot/fill_maps_from_skel, sizes, the
- *                            typed add/remove/update calls, xlb_active_scan)
+ *                            typed add/remove/update calls, xlb_active_scan,
+ *                            the checks of a real per forwarding method)
  *   - xlbctl/xlbctl.c       (status output: service and real flags, reason names)
  *   - loader/xlb_names.c    (xlb_reason_name: one string per enum xlb_reason,
  *                            xlb_event_name: one per enum xlb_event)
  *   - tests/bpf/            (fixtures that read counters, flow entries, flags)
- *   - docs/design.md        (packet path, selection tables, real states)
+ *   - docs/design.md        (packet path, selection tables, real states,
+ *                            forwarding methods, the layout version)
+ *   - bench/bench_bpf.c     (a new forwarding method: its cases)
  *   - agent/                (the control plane reads and writes these structs)
  * Changing a struct layout is an incompatible change for pinned maps: bump
  * XLB_ABI_VERSION; the loader compares it with xlb_meta in the pinned maps
@@ -29,7 +32,7 @@
 #include <linux/types.h>
 #endif
 
-#define XLB_ABI_VERSION 5
+#define XLB_ABI_VERSION 6
 
 /* Sizes.  Each may be overridden at build time (-DXLB_MAX_SERVICES=...). */
 #ifndef XLB_MAX_SERVICES
@@ -98,6 +101,10 @@ struct xlb_vip_addr_key {
 enum xlb_fwd_method {
     XLB_FWD_IPIP = 1,           /* IPIP, 6in6 or 4in6 by the families */
     XLB_FWD_GUE = 2,            /* IP in UDP (GUE variant 1) */
+    XLB_FWD_DSR = 3,            /* L2 direct routing: only the MACs change; the
+                                 * real is on a connected network, same family */
+    XLB_FWD_NAT = 4,            /* DNAT VIP:port -> real:port, SNAT of the replies
+                                 * (xlb_nat_rev); same family */
 };
 
 /*
@@ -174,6 +181,8 @@ struct xlb_service {
 #define XLB_REAL_F_DOWN    (1u << 3)
 #define XLB_REAL_F_RESCHED (1u << 4)
 #define XLB_REAL_F_OPER    (1u << 5)   /* DRAIN/HALT came from the operator, not the config */
+#define XLB_REAL_F_NAT     (1u << 6)   /* real of a nat service: its address is in
+                                        * xlb_nat_srcs (set by the loader at add) */
 
 /* xlb_reals[real_id]: one entry per (service, real server) pair. */
 struct xlb_real {
@@ -185,6 +194,9 @@ struct xlb_real {
     __u32 weight;               /* control plane: share in the selection table */
     __u32 gen;                  /* bumped each time the slot is given to a real */
     char name[XLB_NAME_LEN];    /* control plane: NUL-terminated */
+    __be16 port_be;             /* nat: the real's port; 0 = the client's
+                                 * destination port.  Always 0 for other methods */
+    __u8 pad2[2];
 };
 
 /* xlb_conns: the connection table (LRU hash, per-CPU LRU lists). */
@@ -298,7 +310,8 @@ struct xlb_settings {
     __u64 udp_idle_ns;          /* the same in the clock's unit (data plane) */
     __u32 global_deny;          /* XLB_ACL_F_DENY4 / DENY6: the global deny
                                  * list has prefixes of that family */
-    __u32 pad;
+    __u32 nat_srcs;             /* entries in xlb_nat_srcs: 0 = no nat real, the
+                                 * reply check is skipped */
 };
 
 /*
@@ -325,6 +338,7 @@ enum xlb_event {
     XLB_EV_ICMP_TOO_BIG,        /* frag-needed / packet-too-big sent to a flow's real */
     XLB_EV_ICMP_LOW_MTU,        /* ... advertising an MTU below 576 (v4) / 1280 (v6) */
     XLB_EV_FRAGMENT,            /* IP fragment placed by the address hash */
+    XLB_EV_NAT_REPLY,           /* reply of a nat real translated back (SNAT) */
     XLB_EV_MAX,
 };
 
@@ -337,9 +351,11 @@ enum xlb_event {
  */
 
 /*
- * xlb_vip_filter: a bitmap of VIP addresses (bit xlb_vip_filter_bit(addr)),
- * so that traffic to other addresses leaves after one inlined array read.
- * A set bit only means "maybe a VIP"; the hash maps decide.
+ * xlb_vip_filter: a bitmap of VIP addresses and of the addresses of nat
+ * reals (bit xlb_vip_filter_bit(addr)), so that traffic to other
+ * destinations leaves after one inlined array read, and only sources that
+ * may be nat reals are looked up as replies.  A set bit only means "maybe";
+ * the hash maps decide.
  */
 #define XLB_VIP_FILTER_WORDS 1024   /* 65536 bits */
 
@@ -430,6 +446,11 @@ enum xlb_reason {
     XLB_R_DROP_ACL_NOT_ALLOWED, /* source not in the service's allow list */
     XLB_R_DROP_GLOBAL_DENY,     /* source in the node's deny list (to a VIP) */
     XLB_R_PASS_ICMP_NO_FLOW,    /* ICMP error to a VIP about no known flow */
+    XLB_R_DROP_DSR_GATEWAY,     /* dsr: the FIB reaches the real through a gateway */
+    XLB_R_DROP_NO_NEIGH,        /* dsr: the real's MAC is not resolved */
+    XLB_R_PASS_NAT_NO_ENTRY,    /* from a nat real, no reverse entry: to the stack */
+    XLB_R_PASS_NAT_UNTRANSLATED,/* fragment or ICMP error of a nat service: to the
+                                 * stack, not translated */
     XLB_R_MAX,
 };
 
@@ -437,6 +458,34 @@ struct xlb_reason_counter {
     __u64 packets;
     __u64 bytes;
 };
+
+/*
+ * xlb_nat_rev: the reverse entries of nat flows (LRU hash, per-CPU LRU
+ * lists, as many entries as xlb_conns unless the loader is told otherwise).
+ * Key: the reply's 5-tuple as it leaves the real, a struct xlb_flow_key with
+ * src = real address, sport = real port, dst = client address, dport =
+ * client port.  Written with the flow's xlb_conns entry (new flow) and again
+ * whenever that entry's last_seen is refreshed (so an evicted entry comes
+ * back within a second); a reply refreshes its last_seen too.  Value: what
+ * the reply's source becomes.
+ */
+struct xlb_nat_rev_value {
+    struct xlb_addr vip;        /* the VIP the client addressed */
+    __be16 vip_port_be;         /* ... and its port */
+    __u8 family;
+    __u8 pad;
+    __u32 vs_id;
+    __u32 real_id;
+    __u32 pad2;
+    __u64 last_seen_ns;         /* data-plane clock, refreshed at most once a second */
+};
+
+/*
+ * xlb_nat_srcs: (address, family) of every real of a nat service -> the
+ * number of such reals (key: struct xlb_vip_addr_key).  Only packets from
+ * these addresses are looked up in xlb_nat_rev; xlb_settings.nat_srcs
+ * counts the entries so that a node without nat pays nothing.
+ */
 
 /* xlb_decap_addrs: outer destinations the decap program accepts. */
 struct xlb_decap_key {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /* Maps of the balancer program.  Key/value layouts live in xlb_abi.h; the
- * loader sizes xlb_conns before load and pins every map. */
+ * loader sizes xlb_conns and xlb_nat_rev before load and pins every map. */
 #ifndef XLB_MAPS_H
 #define XLB_MAPS_H
 
@@ -165,5 +165,22 @@ struct {
     __type(key, struct xlb_vip_key);
     __type(value, struct xlb_vip_value);
 } xlb_frag_vips SEC(".maps");
+
+/* Reverse entries of nat flows; the loader sizes it before load. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, XLB_CONN_TABLE_DEFAULT);
+    __uint(map_flags, BPF_F_NO_COMMON_LRU);
+    __type(key, struct xlb_flow_key);
+    __type(value, struct xlb_nat_rev_value);
+} xlb_nat_rev SEC(".maps");
+
+/* Addresses of the reals of nat services -> how many reals have them. */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, XLB_MAX_REALS);
+    __type(key, struct xlb_vip_addr_key);
+    __type(value, __u32);
+} xlb_nat_srcs SEC(".maps");
 
 #endif

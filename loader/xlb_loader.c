@@ -29,10 +29,12 @@
 #include "xlb.skel.h"
 
 #define PROG_NAME "xlb_balancer"
-/* Layouts the ABI version 3 describes (explicit padding, no holes). */
+/* Layouts the ABI version 6 describes (explicit padding, no holes). */
 _Static_assert(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout");
 _Static_assert(sizeof(struct xlb_flow_value) == 32, "xlb_flow_value layout");
-_Static_assert(sizeof(struct xlb_real) == 80, "xlb_real layout");
+_Static_assert(sizeof(struct xlb_real) == 84, "xlb_real layout");
+_Static_assert(sizeof(struct xlb_nat_rev_value) == 40, "xlb_nat_rev_value layout");
+_Static_assert(sizeof(struct xlb_settings) == 24, "xlb_settings layout");
 
 #define XLB_STR_(x) #x
 #define XLB_STR(x) XLB_STR_(x)
@@ -51,7 +53,8 @@ static const char *const map_names[] = {
     "xlb_vips", "xlb_vip_addrs", "xlb_services", "xlb_reals", "xlb_conns",
     "xlb_sel", "xlb_vs_stats", "xlb_real_stats", "xlb_reasons", "xlb_vip_filter",
     "xlb_nh_cache", "xlb_rr", "xlb_meta", "xlb_real_idx", "xlb_persist", "xlb_acl4",
-    "xlb_acl6", "xlb_settings", "xlb_flood", "xlb_events", "xlb_frag_vips",
+    "xlb_acl6", "xlb_settings", "xlb_flood", "xlb_events", "xlb_frag_vips", "xlb_nat_rev",
+    "xlb_nat_srcs",
 };
 
 static int *map_slot(struct xlb_maps *m, size_t i)
@@ -59,7 +62,8 @@ static int *map_slot(struct xlb_maps *m, size_t i)
     int *slots[] = { &m->vips, &m->vip_addrs, &m->services, &m->reals, &m->conns,
                      &m->sel, &m->vs_stats, &m->real_stats, &m->reasons, &m->vip_filter,
                      &m->nh_cache, &m->rr, &m->meta, &m->real_idx, &m->persist, &m->acl4,
-                     &m->acl6, &m->settings, &m->flood, &m->events, &m->frag_vips };
+                     &m->acl6, &m->settings, &m->flood, &m->events, &m->frag_vips,
+                     &m->nat_rev, &m->nat_srcs };
     _Static_assert(sizeof(slots) / sizeof(slots[0]) == sizeof(map_names) / sizeof(map_names[0]),
                    "one slot per map name");
 
@@ -93,6 +97,8 @@ static void fill_maps_from_skel(struct xlb_dp *dp)
     dp->maps.flood = bpf_map__fd(s->maps.xlb_flood);
     dp->maps.events = bpf_map__fd(s->maps.xlb_events);
     dp->maps.frag_vips = bpf_map__fd(s->maps.xlb_frag_vips);
+    dp->maps.nat_rev = bpf_map__fd(s->maps.xlb_nat_rev);
+    dp->maps.nat_srcs = bpf_map__fd(s->maps.xlb_nat_srcs);
 }
 
 /* CONFIG_HZ of the running kernel from its config, or 0. */
@@ -238,7 +244,7 @@ static uint32_t host_bits(uint8_t plen, uint8_t full, uint32_t max_bits)
 int xlb_dp_open(const struct xlb_load_opts *o, struct xlb_dp **out, struct xlb_err *e)
 {
     const char *bpffs = o->bpffs ? o->bpffs : XLB_BPFFS_DEFAULT;
-    uint32_t conn_size = o->conn_table_size, pinned;
+    uint32_t conn_size = o->conn_table_size, nat_size = o->nat_table_size, pinned;
     struct xlb_dp *dp;
     int err;
 
@@ -297,6 +303,19 @@ int xlb_dp_open(const struct xlb_load_opts *o, struct xlb_dp **out, struct xlb_e
     if (!conn_size)
         conn_size = XLB_CONN_TABLE_DEFAULT;
     bpf_map__set_max_entries(dp->skel->maps.xlb_conns, conn_size);
+    /* The reverse entries of nat flows, likewise. */
+    if (!o->no_pin && xlb_pinned_max_entries(bpffs, "xlb_nat_rev", &pinned) == 0) {
+        if (nat_size && nat_size != pinned) {
+            err = xlb_errf(e, EEXIST, "the pinned nat reverse table in %s has %u entries, not "
+                           "%u: keep the size, or 'xlbctl unload' (which drops the flows) and "
+                           "load again", bpffs, pinned, nat_size);
+            goto fail;
+        }
+        nat_size = pinned;
+    }
+    if (!nat_size)
+        nat_size = conn_size;
+    bpf_map__set_max_entries(dp->skel->maps.xlb_nat_rev, nat_size);
     if (!o->no_pin) {
         err = xlb_pin_maps(dp->skel->obj, bpffs, e);
         if (err)
@@ -531,19 +550,23 @@ static int filter_set(const struct xlb_maps *m, const struct xlb_addr *a)
 }
 
 /* Bits cannot be cleared one by one (addresses share them): rebuild the
- * bitmap from the remaining VIP addresses, setting new bits before
- * clearing old ones so that no VIP is ever filtered out. */
+ * bitmap from the remaining VIP addresses and nat real addresses, setting
+ * new bits before clearing old ones so that no VIP is ever filtered out. */
 static int filter_rebuild(const struct xlb_maps *m)
 {
     static __u64 want[XLB_VIP_FILTER_WORDS];
-    struct xlb_vip_addr_key k, *prev = NULL;
+    const int maps[2] = { m->vip_addrs, m->nat_srcs };
+    struct xlb_vip_addr_key k, *prev;
 
     memset(want, 0, sizeof(want));
-    while (bpf_map_get_next_key(m->vip_addrs, prev, &k) == 0) {
-        __u32 bit = xlb_vip_filter_bit(&k.addr);
+    for (int i = 0; i < 2; i++) {
+        prev = NULL;
+        while (bpf_map_get_next_key(maps[i], prev, &k) == 0) {
+            __u32 bit = xlb_vip_filter_bit(&k.addr);
 
-        want[bit / 64] |= 1ULL << (bit % 64);
-        prev = &k;
+            want[bit / 64] |= 1ULL << (bit % 64);
+            prev = &k;
+        }
     }
     for (__u32 w = 0; w < XLB_VIP_FILTER_WORDS; w++) {
         __u64 cur = 0;
@@ -666,9 +689,10 @@ int xlb_service_add(const struct xlb_maps *m, const struct xlb_service_spec *sp,
     if (!name_ok(sp->name))
         return xlb_errf(e, EINVAL, "service name '%s' is not valid: use 1 to %d letters, "
                         "digits, '.', '_' or '-'", sp->name ? sp->name : "", XLB_NAME_LEN - 1);
-    if (sp->method != XLB_FWD_IPIP && sp->method != XLB_FWD_GUE)
-        return xlb_errf(e, EINVAL, "service %s: forwarding method must be ipip or gue",
-                        sp->name);
+    if (sp->method != XLB_FWD_IPIP && sp->method != XLB_FWD_GUE &&
+        sp->method != XLB_FWD_DSR && sp->method != XLB_FWD_NAT)
+        return xlb_errf(e, EINVAL, "service %s: forwarding method must be ipip, gue, dsr or "
+                        "nat, not %u", sp->name, sp->method);
     if (sp->proto != IPPROTO_TCP && sp->proto != IPPROTO_UDP)
         return xlb_errf(e, EINVAL, "service %s: protocol must be tcp or udp", sp->name);
     if (!xlb_is_prime(ring) || ring > XLB_RING_MAX)
@@ -874,6 +898,65 @@ static struct xlb_real_idx_key real_idx_key(const struct xlb_real *r)
     return k;
 }
 
+/* The method names of error messages. */
+static const char *method_str(uint8_t m)
+{
+    switch (m) {
+    case XLB_FWD_IPIP:
+        return "ipip";
+    case XLB_FWD_GUE:
+        return "gue";
+    case XLB_FWD_DSR:
+        return "dsr";
+    case XLB_FWD_NAT:
+        return "nat";
+    default:
+        return "?";
+    }
+}
+
+/*
+ * Count a nat real's address in xlb_nat_srcs (delta +1 or -1), keeping
+ * xlb_settings.nat_srcs equal to the number of addresses there: the first
+ * real of an address is counted before the data plane looks for its
+ * replies, the address goes when its last real does.
+ */
+static int nat_src_ref(const struct xlb_maps *m, uint8_t family, const struct xlb_addr *a,
+                       int delta)
+{
+    struct xlb_vip_addr_key k = { .addr = *a, .family = family };
+    struct xlb_settings c;
+    __u32 n = 0, zero = 0;
+    int had, err;
+
+    had = bpf_map_lookup_elem(m->nat_srcs, &k, &n) == 0;
+    if (!had)
+        n = 0;
+    if (delta > 0)
+        n++;
+    else if (n > 0)
+        n--;
+    if (n == 0) {
+        if (had && bpf_map_delete_elem(m->nat_srcs, &k) && errno != ENOENT)
+            return -errno;
+    } else if (bpf_map_update_elem(m->nat_srcs, &k, &n, BPF_ANY)) {
+        return -errno;
+    }
+    if (had == (n > 0))
+        return 0;
+    /* The address filter lets its packets through to the reply check. */
+    err = n > 0 ? filter_set(m, a) : filter_rebuild(m);
+    if (err)
+        return err;
+    if (bpf_map_lookup_elem(m->settings, &zero, &c))
+        return -errno;
+    if (n > 0)
+        c.nat_srcs++;
+    else if (c.nat_srcs > 0)
+        c.nat_srcs--;
+    return bpf_map_update_elem(m->settings, &zero, &c, BPF_ANY) ? -errno : 0;
+}
+
 /* Take a real slot out of service, keeping its generation. */
 static int real_slot_clear(const struct xlb_maps *m, uint32_t id)
 {
@@ -886,8 +969,11 @@ static int real_slot_clear(const struct xlb_maps *m, uint32_t id)
     k = real_idx_key(&r);
     if (bpf_map_lookup_elem(m->real_idx, &k, &cur) == 0 && cur == id)
         bpf_map_delete_elem(m->real_idx, &k);
+    if ((r.flags & XLB_REAL_F_ACTIVE) && (r.flags & XLB_REAL_F_NAT))
+        nat_src_ref(m, r.family, &r.addr, -1);
     memset(&r, 0, offsetof(struct xlb_real, gen));
     memset(r.name, 0, sizeof(r.name));
+    r.port_be = 0;
     return bpf_map_update_elem(m->reals, &id, &r, BPF_ANY) ? -errno : 0;
 }
 
@@ -974,40 +1060,79 @@ int xlb_reals_snap_find(const struct xlb_reals_snap *snap, uint32_t vs_id, uint8
     return -ENOENT;
 }
 
-/* The checks of a new real of service s (read by the caller). */
-static int real_add_check(const struct xlb_service *s, uint8_t family, const char *abuf,
-                          const char *name, struct xlb_err *e)
+/* The checks of a new real rs of service s (read by the caller), as its
+ * forwarding method requires (see struct xlb_real_spec). */
+static int real_add_check(const struct xlb_service *s, const struct xlb_real_spec *rs,
+                          const char *abuf, struct xlb_err *e)
 {
-    if (s->family == XLB_FAMILY_V6 && family == XLB_FAMILY_V4)
+    bool l2 = s->method == XLB_FWD_DSR || s->method == XLB_FWD_NAT;
+    char how[128];
+    int err;
+
+    if (rs->family != XLB_FAMILY_V4 && rs->family != XLB_FAMILY_V6)
+        return xlb_errf(e, EINVAL, "real %s: family must be IPv4 or IPv6", abuf);
+    if (l2 && rs->family != s->family)
+        return xlb_errf(e, EINVAL, "service %s (%s) has an IPv%d VIP; real %s is IPv%d, and "
+                        "%s does not change the address family: give the real an IPv%d "
+                        "address", s->name, method_str(s->method), s->family, abuf,
+                        rs->family, method_str(s->method), s->family);
+    if (!l2 && s->family == XLB_FAMILY_V6 && rs->family == XLB_FAMILY_V4)
         return xlb_errf(e, EINVAL, "service %s has an IPv6 VIP; real %s is IPv4, and IPv6 "
                         "cannot be carried inside IPv4 here: give the real an IPv6 address",
                         s->name, abuf);
-    if (name && !name_ok(name))
+    if (rs->port && s->method != XLB_FWD_NAT)
+        return xlb_errf(e, EINVAL, "real %s of service %s: a port (%u) needs the nat method; "
+                        "%s forwards to the port the client addressed: leave the port out",
+                        abuf, s->name, rs->port, method_str(s->method));
+    if (rs->name && !name_ok(rs->name))
         return xlb_errf(e, EINVAL, "real name '%s' is not valid: use 1 to %d letters, "
-                        "digits, '.', '_' or '-'", name, XLB_NAME_LEN - 1);
+                        "digits, '.', '_' or '-'", rs->name, XLB_NAME_LEN - 1);
+    if (s->method == XLB_FWD_DSR) {
+        err = xlb_route_onlink(rs->family, &rs->addr, how, sizeof(how));
+        if (err)
+            return xlb_errf(e, -err, "real %s of service %s cannot be reached by dsr: %s. "
+                            "dsr rewrites only the MAC address, so the real must be on a "
+                            "network directly connected to this balancer (same L2 segment, "
+                            "no router between): give it an address on such a network, or "
+                            "use ipip, gue or nat for this service", abuf, s->name,
+                            how[0] ? how : strerror(-err));
+    }
     return 0;
 }
 
-/* Give free slot id, whose former occupant had generation prev_gen, to a
- * new real of service vs_id. */
+/* Give free slot id, whose former occupant had generation prev_gen, to the
+ * new real rs of service s (id vs_id). */
 static int real_write_slot(const struct xlb_maps *m, uint32_t id, uint32_t prev_gen,
-                           uint32_t vs_id, uint8_t family, const struct xlb_addr *addr,
-                           uint32_t weight, const char *name, const char *abuf,
+                           uint32_t vs_id, const struct xlb_service *s,
+                           const struct xlb_real_spec *rs, const char *abuf,
                            struct xlb_real *out, struct xlb_err *e)
 {
     struct xlb_real r = {};
+    int err;
 
-    r.addr = *addr;
+    r.addr = rs->addr;
     r.vs_id = vs_id;
-    r.family = family;
+    r.family = rs->family;
     r.flags = XLB_REAL_F_ACTIVE;
-    r.weight = weight;
+    r.weight = rs->weight;
     r.gen = prev_gen + 1;       /* flows placed on the slot's former real don't match */
-    snprintf(r.name, sizeof(r.name), "%s", name ? name : abuf);
+    r.port_be = htons(rs->port);
+    snprintf(r.name, sizeof(r.name), "%s", rs->name ? rs->name : abuf);
+    if (s->method == XLB_FWD_NAT) {
+        /* Its replies are looked for from before it can get a flow. */
+        r.flags |= XLB_REAL_F_NAT;
+        err = nat_src_ref(m, r.family, &r.addr, +1);
+        if (err)
+            return xlb_errf(e, -err, "cannot register nat real %s: %s", abuf, strerror(-err));
+    }
     xlb_counters_clear(m->real_stats, id);
     percpu_clear(m->nh_cache, id, sizeof(struct xlb_nh));  /* the id may have named another real */
-    if (bpf_map_update_elem(m->reals, &id, &r, BPF_ANY))
-        return xlb_errf(e, errno, "cannot write real %s: %s", abuf, strerror(errno));
+    if (bpf_map_update_elem(m->reals, &id, &r, BPF_ANY)) {
+        err = errno;
+        if (r.flags & XLB_REAL_F_NAT)
+            nat_src_ref(m, r.family, &r.addr, -1);
+        return xlb_errf(e, err, "cannot write real %s: %s", abuf, strerror(err));
+    }
     {
         struct xlb_real_idx_key k = real_idx_key(&r);
 
@@ -1028,6 +1153,15 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, uint32_t weight, const char *name,
                  uint32_t *real_id, struct xlb_err *e)
 {
+    struct xlb_real_spec rs = { .family = family, .addr = *addr, .weight = weight,
+                                .name = name };
+
+    return xlb_real_add_spec(m, vs_id, &rs, real_id, e);
+}
+
+int xlb_real_add_spec(const struct xlb_maps *m, uint32_t vs_id, const struct xlb_real_spec *rs,
+                      uint32_t *real_id, struct xlb_err *e)
+{
     struct xlb_service s;
     struct xlb_real cur;
     uint32_t id;
@@ -1036,11 +1170,11 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
 
     if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
         return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
-    xlb_addr_str(addr, family, abuf, sizeof(abuf));
-    err = real_add_check(&s, family, abuf, name, e);
+    xlb_addr_str(&rs->addr, rs->family, abuf, sizeof(abuf));
+    err = real_add_check(&s, rs, abuf, e);
     if (err)
         return err;
-    if (xlb_real_find(m, vs_id, family, addr, &id) == 0)
+    if (xlb_real_find(m, vs_id, rs->family, &rs->addr, &id) == 0)
         return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
     for (id = 0; id < XLB_MAX_REALS; id++) {
         if (bpf_map_lookup_elem(m->reals, &id, &cur))
@@ -1051,7 +1185,7 @@ int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
     if (id == XLB_MAX_REALS)
         return xlb_errf(e, ENOSPC, "all %d real-server slots are used: cannot add real %s "
                         "to service %s", XLB_MAX_REALS, abuf, s.name);
-    err = real_write_slot(m, id, cur.gen, vs_id, family, addr, weight, name, abuf, NULL, e);
+    err = real_write_slot(m, id, cur.gen, vs_id, &s, rs, abuf, NULL, e);
     if (!err && real_id)
         *real_id = id;
     return err;
@@ -1061,6 +1195,16 @@ int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uin
                       uint8_t family, const struct xlb_addr *addr, uint32_t weight,
                       const char *name, uint32_t *real_id, struct xlb_err *e)
 {
+    struct xlb_real_spec rs = { .family = family, .addr = *addr, .weight = weight,
+                                .name = name };
+
+    return xlb_real_add_snap_spec(m, snap, vs_id, &rs, real_id, e);
+}
+
+int xlb_real_add_snap_spec(const struct xlb_maps *m, struct xlb_reals_snap *snap,
+                           uint32_t vs_id, const struct xlb_real_spec *rs, uint32_t *real_id,
+                           struct xlb_err *e)
+{
     struct xlb_service s;
     uint32_t id;
     char abuf[XLB_ADDR_STRLEN];
@@ -1068,11 +1212,11 @@ int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uin
 
     if (bpf_map_lookup_elem(m->services, &vs_id, &s) || !(s.flags & XLB_VS_F_ACTIVE))
         return xlb_errf(e, ENOENT, "no service with id %u", vs_id);
-    xlb_addr_str(addr, family, abuf, sizeof(abuf));
-    err = real_add_check(&s, family, abuf, name, e);
+    xlb_addr_str(&rs->addr, rs->family, abuf, sizeof(abuf));
+    err = real_add_check(&s, rs, abuf, e);
     if (err)
         return err;
-    if (xlb_reals_snap_find(snap, vs_id, family, addr, &id) == 0)
+    if (xlb_reals_snap_find(snap, vs_id, rs->family, &rs->addr, &id) == 0)
         return xlb_errf(e, EEXIST, "real %s is already in service %s", abuf, s.name);
     for (id = snap->next_free; id < XLB_MAX_REALS; id++)
         if (!(snap->r[id].flags & XLB_REAL_F_ACTIVE))
@@ -1080,8 +1224,7 @@ int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uin
     if (id == XLB_MAX_REALS)
         return xlb_errf(e, ENOSPC, "all %d real-server slots are used: cannot add real %s "
                         "to service %s", XLB_MAX_REALS, abuf, s.name);
-    err = real_write_slot(m, id, snap->r[id].gen, vs_id, family, addr, weight, name, abuf,
-                          &snap->r[id], e);
+    err = real_write_slot(m, id, snap->r[id].gen, vs_id, &s, rs, abuf, &snap->r[id], e);
     if (err)
         return err;
     snap->next_free = id + 1;
@@ -1251,6 +1394,24 @@ int xlb_real_update(const struct xlb_maps *m, uint32_t real_id, uint32_t flags_s
     r.flags = (uint16_t)((r.flags | flags_set) & ~flags_clear);
     if (weight)
         r.weight = *weight;
+    if (bpf_map_update_elem(m->reals, &real_id, &r, BPF_EXIST))
+        return xlb_errf(e, errno, "cannot write real %s: %s", r.name, strerror(errno));
+    return 0;
+}
+
+int xlb_real_set_port(const struct xlb_maps *m, uint32_t real_id, uint16_t port,
+                      struct xlb_err *e)
+{
+    struct xlb_real r;
+    int err;
+
+    err = xlb_real_get(m, real_id, &r);
+    if (err)
+        return xlb_errf(e, -err, "no real with id %u (see 'xlbctl status')", real_id);
+    if (port && !(r.flags & XLB_REAL_F_NAT))
+        return xlb_errf(e, EINVAL, "real %s: a port (%u) needs a service with the nat method",
+                        r.name, port);
+    r.port_be = htons(port);
     if (bpf_map_update_elem(m->reals, &real_id, &r, BPF_EXIST))
         return xlb_errf(e, errno, "cannot write real %s: %s", r.name, strerror(errno));
     return 0;

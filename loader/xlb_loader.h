@@ -34,6 +34,9 @@ struct xlb_load_opts {
     const char *bpffs;          /* pin directory; NULL = XLB_BPFFS_DEFAULT */
     bool no_pin;                /* private maps (tests, benchmarks) */
     uint32_t conn_table_size;   /* 0 = keep the pinned size, else the default */
+    uint32_t nat_table_size;    /* reverse entries of nat flows (xlb_nat_rev);
+                                 * 0 = keep the pinned size, else as many as
+                                 * the connection table */
     struct xlb_addr tunnel_src4;
     uint8_t tunnel_src4_plen;   /* host bits below plen vary per flow */
     struct xlb_addr tunnel_src6;
@@ -53,7 +56,7 @@ struct xlb_load_opts {
 struct xlb_maps {
     int vips, vip_addrs, services, reals, conns, sel, vs_stats, real_stats, reasons,
         vip_filter, nh_cache, rr, meta, real_idx, persist, acl4, acl6, settings, flood, events,
-        frag_vips;
+        frag_vips, nat_rev, nat_srcs;
 };
 
 struct xlb_dp;
@@ -107,7 +110,7 @@ struct xlb_service_spec {
     struct xlb_addr vip;
     uint16_t port;              /* host order; 0 = every port */
     uint8_t proto;              /* IPPROTO_TCP / IPPROTO_UDP */
-    uint8_t method;             /* enum xlb_fwd_method */
+    uint8_t method;             /* enum xlb_fwd_method: ipip, gue, dsr or nat */
     uint32_t ring_size;         /* Maglev size for xlb_service_rebuild, prime;
                                  * 0 = XLB_RING_DEFAULT */
     uint32_t flags;             /* XLB_VS_F_SEQ or XLB_VS_F_SRC_HASH (or 0); ACTIVE
@@ -142,9 +145,42 @@ int xlb_vip_del(const struct xlb_maps *m, uint32_t vs_id, uint16_t port, uint8_t
  * max) or a negative errno. */
 int xlb_vip_list(const struct xlb_maps *m, uint32_t vs_id, struct xlb_vip_key *out, int max);
 
+/*
+ * A real server of a service.  What the service's forwarding method
+ * requires of it is checked when it is added:
+ *   ipip, gue  either family, except an IPv4 real for an IPv6 VIP (IPv6 is
+ *              not carried inside IPv4); port 0
+ *   dsr        the VIP's family; port 0; on a directly connected network of
+ *              this host (the route to it, as `ip route get` finds it in
+ *              the caller's network namespace, has no gateway), else
+ *              -EHOSTUNREACH (-ENETUNREACH: no route, -EADDRINUSE: one of
+ *              this host's addresses) naming the real and the fix
+ *   nat        the VIP's family; port 0 (the client's destination port is
+ *              kept) or the port the real listens on (80 -> 8080)
+ */
+struct xlb_real_spec {
+    uint8_t family;             /* XLB_FAMILY_V4 / XLB_FAMILY_V6 */
+    struct xlb_addr addr;
+    uint16_t port;              /* host order; nat only, 0 = the client's port */
+    uint32_t weight;
+    const char *name;           /* NULL: the address */
+};
+
+/* Add a real to service vs_id; its id into *real_id (may be NULL). */
+int xlb_real_add_spec(const struct xlb_maps *m, uint32_t vs_id, const struct xlb_real_spec *rs,
+                      uint32_t *real_id, struct xlb_err *e);
+/* xlb_real_add_spec with port 0. */
 int xlb_real_add(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, uint32_t weight, const char *name,
                  uint32_t *real_id, struct xlb_err *e);
+/*
+ * Change the port of nat real real_id (0: the client's destination port).
+ * Every packet of the real's flows goes to the new port at once, those of
+ * established connections too (their reverse entries follow within a
+ * second); to move only new connections, remove the real and add it again.
+ */
+int xlb_real_set_port(const struct xlb_maps *m, uint32_t real_id, uint16_t port,
+                      struct xlb_err *e);
 /* Remove a real: first from the selection table (if it is in it: a
  * sequence loses its entries, a hash table gives each of its entries the
  * real of the next entry, so that no other flow moves), then its slot. */
@@ -164,6 +200,10 @@ int xlb_reals_snap_find(const struct xlb_reals_snap *snap, uint32_t vs_id, uint8
 int xlb_real_add_snap(const struct xlb_maps *m, struct xlb_reals_snap *snap, uint32_t vs_id,
                       uint8_t family, const struct xlb_addr *addr, uint32_t weight,
                       const char *name, uint32_t *real_id, struct xlb_err *e);
+/* The same with a port and the checks of xlb_real_add_spec. */
+int xlb_real_add_snap_spec(const struct xlb_maps *m, struct xlb_reals_snap *snap,
+                           uint32_t vs_id, const struct xlb_real_spec *rs, uint32_t *real_id,
+                           struct xlb_err *e);
 int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
                  const struct xlb_addr *addr, struct xlb_err *e);
 int xlb_real_find(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
@@ -268,6 +308,16 @@ struct xlb_dp_config {
 int xlb_config_get(const struct xlb_maps *m, struct xlb_dp_config *out);
 /* Takes effect at once on every CPU. */
 int xlb_config_set(const struct xlb_maps *m, const struct xlb_dp_config *c, struct xlb_err *e);
+
+/*
+ * How this host reaches addr (RTM_GETROUTE, what `ip route get` asks, in
+ * the caller's network namespace): 0 when on a directly connected network
+ * (a unicast route without gateway), -EHOSTUNREACH through a gateway,
+ * -EADDRINUSE for an address of this host, -ENETUNREACH or another -errno
+ * without a usable route.  A short description ("directly connected on
+ * eth0", "its route goes via 198.18.0.254 dev eth0") goes into how.
+ */
+int xlb_route_onlink(uint8_t family, const struct xlb_addr *addr, char *how, size_t how_len);
 
 /* ---- counters (summed over CPUs) ---- */
 int xlb_counters_read(int map_fd, uint32_t id, struct xlb_counters *sum);

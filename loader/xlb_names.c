@@ -24,6 +24,10 @@ static const char *const reason_names[XLB_R_MAX] = {
     [XLB_R_DROP_ACL_NOT_ALLOWED] = "drop_acl_not_allowed",
     [XLB_R_DROP_GLOBAL_DENY] = "drop_global_deny",
     [XLB_R_PASS_ICMP_NO_FLOW] = "pass_icmp_no_flow",
+    [XLB_R_DROP_DSR_GATEWAY] = "drop_dsr_gateway",
+    [XLB_R_DROP_NO_NEIGH] = "drop_no_neigh",
+    [XLB_R_PASS_NAT_NO_ENTRY] = "pass_nat_no_entry",
+    [XLB_R_PASS_NAT_UNTRANSLATED] = "pass_nat_untranslated",
 };
 
 _Static_assert(XLB_R_MAX == sizeof(reason_names) / sizeof(reason_names[0]),
@@ -43,6 +47,7 @@ static const char *const event_names[XLB_EV_MAX] = {
     [XLB_EV_ICMP_TOO_BIG] = "icmp_too_big_to_real",
     [XLB_EV_ICMP_LOW_MTU] = "icmp_too_big_low_mtu",
     [XLB_EV_FRAGMENT] = "fragment_by_address",
+    [XLB_EV_NAT_REPLY] = "nat_reply_translated",
 };
 
 _Static_assert(XLB_EV_MAX == sizeof(event_names) / sizeof(event_names[0]),

@@ -31,7 +31,7 @@ static const char usage_text[] =
 "  status  [--json]\n"
 "\n"
 "Services (low level; the agent normally does this from its config):\n"
-"  service add NAME --vip ADDR --port PORT --proto tcp|udp --method ipip|gue\n"
+"  service add NAME --vip ADDR --port PORT --proto tcp|udp --method ipip|gue|dsr|nat\n"
 "              [--ring-size PRIME]\n"
 "  service del NAME\n"
 "  real add SERVICE ADDR [--weight W] [--name NAME]\n"
@@ -331,8 +331,12 @@ static int cmd_service(struct args *a)
             sp.method = XLB_FWD_IPIP;
         else if (!strcmp(a->method, "gue"))
             sp.method = XLB_FWD_GUE;
+        else if (!strcmp(a->method, "dsr"))
+            sp.method = XLB_FWD_DSR;
+        else if (!strcmp(a->method, "nat"))
+            sp.method = XLB_FWD_NAT;
         else
-            usage_exit("--method must be ipip or gue, not '%s'", a->method);
+            usage_exit("--method must be ipip, gue, dsr or nat, not '%s'", a->method);
         if (open_maps(a, &m, true))
             return 1;
         if (xlb_service_add(&m, &sp, NULL, &e))
@@ -390,7 +394,8 @@ static int cmd_real(struct args *a)
 
 static const char *method_name(uint8_t m)
 {
-    return m == XLB_FWD_IPIP ? "ipip" : m == XLB_FWD_GUE ? "gue" : "?";
+    return m == XLB_FWD_IPIP ? "ipip" : m == XLB_FWD_GUE ? "gue" : m == XLB_FWD_DSR ? "dsr" :
+           m == XLB_FWD_NAT ? "nat" : "?";
 }
 
 /* How new flows index the service's table (XLB_VS_F_*). */
@@ -458,10 +463,10 @@ static json_t *status_json(const struct xlb_maps *m)
                 r.vs_id != id)
                 continue;
             xlb_counters_read(m->real_stats, rid, &c);
-            ro = json_pack("{s:s, s:s, s:i, s:i, s:o}", "name", r.name,
+            ro = json_pack("{s:s, s:s, s:i, s:i, s:i, s:o}", "name", r.name,
                            "address", xlb_addr_str(&r.addr, r.family, buf, sizeof(buf)),
-                           "id", (int)rid, "weight", (int)r.weight,
-                           "flags", real_flags_json(r.flags));
+                           "port", (int)ntohs(r.port_be), "id", (int)rid,
+                           "weight", (int)r.weight, "flags", real_flags_json(r.flags));
             json_array_append_new(reals, counters_json(ro, &c));
         }
         json_object_set_new(so, "reals", reals);
@@ -508,11 +513,19 @@ static void status_table(json_t *st)
                json_integer_value(json_object_get(s, "new_flows")),
                json_string_value(json_object_get(s, "name")));
         json_array_foreach(json_object_get(s, "reals"), j, r) {
+            const char *ra = json_string_value(json_object_get(r, "address"));
+            long long rport = json_integer_value(json_object_get(r, "port"));
+            char rap[80];
             json_t *f;
             size_t k;
 
-            printf("  -> %-40s %-4s %6lld %12lld %14lld %10lld  %s",
-                   json_string_value(json_object_get(r, "address")), "",
+            /* A nat real's port; the others take the client's. */
+            if (rport)
+                snprintf(rap, sizeof(rap), strchr(ra, ':') ? "[%s]:%lld" : "%s:%lld", ra,
+                         rport);
+            else
+                snprintf(rap, sizeof(rap), "%s", ra);
+            printf("  -> %-40s %-4s %6lld %12lld %14lld %10lld  %s", rap, "",
                    json_integer_value(json_object_get(r, "weight")),
                    json_integer_value(json_object_get(r, "packets")),
                    json_integer_value(json_object_get(r, "bytes")),

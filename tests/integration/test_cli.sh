@@ -47,8 +47,8 @@ in_ns() { nsenter --net="/run/netns/$NS" -- "$@"; }
 expect 2 "load needs --iface" "usage: load without --iface" -- "$XLBCTL" load
 expect 2 "--port must be a number from 0 to 65535" "usage: port out of range" -- \
     "$XLBCTL" service add x --vip 198.18.10.10 --port 70000 --proto tcp --method ipip
-expect 2 "--method must be ipip or gue" "usage: unknown method" -- \
-    "$XLBCTL" service add x --vip 198.18.10.10 --port 80 --proto tcp --method nat
+expect 2 "--method must be ipip, gue, dsr or nat" "usage: unknown method" -- \
+    "$XLBCTL" service add x --vip 198.18.10.10 --port 80 --proto tcp --method foo
 expect 2 "does not take --weight" "usage: option of another command" -- \
     "$XLBCTL" status --weight 3
 expect 1 "needs root.*run xlbctl as root" "not root: says so" -- \
