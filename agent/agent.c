@@ -136,6 +136,8 @@ static uint32_t wanted_flags(const struct agent_real *r)
         f |= XLB_REAL_F_DOWN;
     if (r->svc->cfg->drop_on_failure && (down || r->admin == ADMIN_HALT))
         f |= XLB_REAL_F_RESCHED;
+    if (agent_real_state(r) == RS_UP && !agent_real_usable(r))
+        f |= XLB_REAL_F_FULL;   /* weight 0 or at max_conns: not even for persistence */
     return f;
 }
 
@@ -225,7 +227,7 @@ static int write_flags(struct agent *a, struct agent_real *r, uint32_t f, char *
                        size_t errlen)
 {
     const uint32_t all = XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN |
-                         XLB_REAL_F_RESCHED | XLB_REAL_F_OPER;
+                         XLB_REAL_F_RESCHED | XLB_REAL_F_OPER | XLB_REAL_F_FULL;
     struct xlb_err e;
     int rc;
 

@@ -235,7 +235,7 @@ static __always_inline void persist_key(struct xlb_persist_key *pk, const struct
 }
 
 #define XLB_REAL_F_NO_PERSIST (XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN | \
-                               XLB_REAL_F_RESCHED)
+                               XLB_REAL_F_RESCHED | XLB_REAL_F_FULL)
 
 /*
  * The real of service vs_id a fresh persistence entry names: its own slot

@@ -183,6 +183,9 @@ struct xlb_service {
 #define XLB_REAL_F_OPER    (1u << 5)   /* DRAIN/HALT came from the operator, not the config */
 #define XLB_REAL_F_NAT     (1u << 6)   /* real of a nat service: its address is in
                                         * xlb_nat_srcs (set by the loader at add) */
+#define XLB_REAL_F_FULL    (1u << 7)   /* up, but takes no new flows for now (weight 0,
+                                        * or at max_conns): persistence entries naming
+                                        * it are ignored too */
 
 /* xlb_reals[real_id]: one entry per (service, real server) pair. */
 struct xlb_real {

@@ -1367,7 +1367,7 @@ int xlb_real_del(const struct xlb_maps *m, uint32_t vs_id, uint8_t family,
 }
 
 #define REAL_STATE_FLAGS (XLB_REAL_F_DRAIN | XLB_REAL_F_HALT | XLB_REAL_F_DOWN | \
-                          XLB_REAL_F_RESCHED | XLB_REAL_F_OPER)
+                          XLB_REAL_F_RESCHED | XLB_REAL_F_OPER | XLB_REAL_F_FULL)
 
 int xlb_real_get(const struct xlb_maps *m, uint32_t real_id, struct xlb_real *out)
 {

@@ -347,6 +347,14 @@ Test(agent_maps, max_conns_takes_a_full_real_out_of_the_table)
     cr_assert_eq(count[web->reals[0]->real_id], 0, "a at max_conns takes no new flows");
     cr_assert_gt(count[web->reals[1]->real_id], 0);
     cr_assert_eq(agent_real_state(web->reals[0]), RS_UP, "a full real is still up");
+    {
+        struct xlb_real r;
+
+        cr_assert_eq(xlb_real_get(&a.maps, web->reals[0]->real_id, &r), 0);
+        cr_assert(r.flags & XLB_REAL_F_FULL, "marked full: persistence skips it too");
+        cr_assert_eq(xlb_real_get(&a.maps, web->reals[1]->real_id, &r), 0);
+        cr_assert_not(r.flags & XLB_REAL_F_FULL);
+    }
     stop(&a, &loop);
 }
 

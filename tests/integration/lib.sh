@@ -678,3 +678,303 @@ xlbt_now_ms() {
 	local t=${EPOCHREALTIME/[.,]/}
 	printf '%s\n' $((t / 1000))
 }
+
+# ---------------------------------------------------------------------------
+# Two-arm topology (forwarding: nat)
+#
+#             switch namespace: bridges xlbt-br (front) and xlbt-farm (farm)
+#   front:  client 198.18.0.2 / fd00:18::2     lb xlbt0 198.18.0.1 / fd00:18::1
+#   farm:   lb xlbt1 198.18.2.1 / fd00:19::1   rsN 198.18.2.(10+N) / fd00:19::(10+N)
+#
+#   The client routes the VIPs via the LB's front address, as in topo_up.
+#   The reals are on the farm bridge only, hold no VIP, and route everything
+#   (default routes) via the LB's farm address: a real's reply reaches the
+#   client only through the LB. The LB forwards (ip_forward) and has the
+#   reals' and the client's MACs pinned in its neighbour tables.
+#
+# topo_up_two_arm N builds it; topo_down_two_arm (or topo_down, which finds
+# everything by the prefix) removes it.
+
+XLBT_FARM_BRIDGE=xlbt-farm
+XLBT_FARM_IFACE=xlbt1 # the LB's interface on the farm bridge
+XLBT_FARM_PORT=xlbt-lbfarm # its peer in the switch namespace
+XLBT_FARM4_PREFIX=198.18.2
+XLBT_FARM6_PREFIX=fd00:19:
+XLBT_LB_FARM4=198.18.2.1
+XLBT_LB_FARM6=fd00:19::1
+XLBT_LB_FARM_MAC=02:18:00:00:01:01
+
+# Farm addresses of real server N.
+rs_farm_addr4() { printf '%s.%d\n' "$XLBT_FARM4_PREFIX" $((10 + $1)); }
+rs_farm_addr6() { printf '%s:%d\n' "$XLBT_FARM6_PREFIX" $((10 + $1)); }
+
+# xlbt_port_add ROLE BRIDGE SWPORT IFACE MAC ADDR4/PLEN ADDR6/PLEN: a veth
+# from ROLE's namespace (interface IFACE) to BRIDGE in the switch namespace
+# (port SWPORT), set up as xlbt_host_add does (NAPI on the switch side, no
+# checksum offload on the host side).
+xlbt_port_add() {
+	local role=$1 br=$2 swport=$3 ifc=$4 mac=$5 a4=$6 a6=$7 sw ns
+	sw=$(xlbt_ns sw)
+	ns=$(xlbt_ns "$role")
+	ip -n "$sw" link add "$swport" type veth peer name "$ifc" netns "$ns" || return 1
+	ip -n "$sw" link set "$swport" master "$br" up || return 1
+	in_ns sw ethtool -K "$swport" gro on >/dev/null || return 1
+	if [[ $XLBT_PEER_NAPI == xdp ]]; then
+		ip -n "$sw" link set dev "$swport" xdpdrv obj "$XLBT_TMPDIR/xlbt-pass.bpf.o" sec xdp ||
+			return 1
+	fi
+	ip -n "$ns" link set "$ifc" address "$mac" up || return 1
+	in_ns "$role" ethtool -K "$ifc" tx off >/dev/null || return 1
+	ip -n "$ns" addr add "$a4" dev "$ifc" || return 1
+	ip -n "$ns" addr add "$a6" dev "$ifc" nodad || return 1
+}
+
+# topo_up_two_arm [NREALS]: build the two-arm topology (default 3 reals, at
+# most 32). On failure the partial topology stays registered; call
+# topo_down_two_arm.
+topo_up_two_arm() {
+	local n=${1:-3} i role
+	if [[ ! $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 32)); then
+		xlbt_log "topo_up_two_arm: number of reals must be 1..32, not '$n'"
+		return 1
+	fi
+	if ((${#XLBT_NETNS[@]} > 0)); then
+		xlbt_log "topo_up_two_arm: a topology is already up (topo_down first)"
+		return 1
+	fi
+	XLBT_NREALS=$n
+	if [[ -z $XLBT_TMPDIR ]]; then
+		XLBT_TMPDIR=$(mktemp -d "/tmp/$XLBT_PREFIX.XXXXXX") || return 1
+	fi
+	mkdir -p "$XLBT_BPFFS_BASE" || return 1
+	if [[ $XLBT_PEER_NAPI == xdp ]]; then
+		xlbt_build_pass_prog || return 1
+	fi
+
+	xlbt_netns_add sw || return 1
+	xlbt_sysctl sw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 || return 1
+	for i in "$XLBT_BRIDGE" "$XLBT_FARM_BRIDGE"; do
+		ip -n "$(xlbt_ns sw)" link add "$i" type bridge stp_state 0 forward_delay 0 || return 1
+		ip -n "$(xlbt_ns sw)" link set "$i" up || return 1
+	done
+
+	# Front: client and the LB's first arm, as in topo_up.
+	for role in client lb; do
+		xlbt_host_add "$role" || return 1
+	done
+	ip -n "$(xlbt_ns client)" route add "$XLBT_VIP4/32" via "$XLBT_LB4" dev "$XLBT_IFACE" \
+		mtu "$XLBT_VIP_ROUTE_MTU" || return 1
+	ip -n "$(xlbt_ns client)" -6 route add "$XLBT_VIP6/128" via "$XLBT_LB6" dev "$XLBT_IFACE" \
+		mtu "$XLBT_VIP_ROUTE_MTU" || return 1
+
+	# Farm: the LB's second arm and the reals.
+	xlbt_port_add lb "$XLBT_FARM_BRIDGE" "$XLBT_FARM_PORT" "$XLBT_FARM_IFACE" "$XLBT_LB_FARM_MAC" \
+		"$XLBT_LB_FARM4/24" "$XLBT_LB_FARM6/64" || return 1
+	xlbt_sysctl lb net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
+		net.ipv4.conf.all.send_redirects=0 "net.ipv4.conf.$XLBT_IFACE.send_redirects=0" \
+		"net.ipv4.conf.$XLBT_FARM_IFACE.send_redirects=0" || return 1
+	for ((i = 1; i <= n; i++)); do
+		role=rs$i
+		xlbt_netns_add "$role" || return 1
+		xlbt_port_add "$role" "$XLBT_FARM_BRIDGE" "xlbt-$role" "$XLBT_IFACE" "$(xlbt_mac $((10 + i)))" \
+			"$(rs_farm_addr4 "$i")/24" "$(rs_farm_addr6 "$i")/64" || return 1
+		ip -n "$(xlbt_ns "$role")" route add default via "$XLBT_LB_FARM4" dev "$XLBT_IFACE" || return 1
+		ip -n "$(xlbt_ns "$role")" -6 route add default via "$XLBT_LB_FARM6" dev "$XLBT_IFACE" ||
+			return 1
+	done
+
+	# Reachability of each arm, then the neighbours the LB's XDP needs.
+	local targets=()
+	for ((i = 1; i <= n; i++)); do
+		targets+=("$(rs_farm_addr4 "$i")" "$(rs_farm_addr6 "$i")")
+	done
+	xlbt_ping client "$XLBT_LB4" "$XLBT_LB6" >&2 || return 1
+	xlbt_ping lb "$XLBT_CLIENT4" "$XLBT_CLIENT6" "${targets[@]}" >&2 || return 1
+	ip -n "$(xlbt_ns lb)" neigh replace "$XLBT_CLIENT4" lladdr "$(xlbt_mac 2)" \
+		dev "$XLBT_IFACE" nud permanent || return 1
+	ip -n "$(xlbt_ns lb)" -6 neigh replace "$XLBT_CLIENT6" lladdr "$(xlbt_mac 2)" \
+		dev "$XLBT_IFACE" nud permanent || return 1
+	for ((i = 1; i <= n; i++)); do
+		ip -n "$(xlbt_ns lb)" neigh replace "$(rs_farm_addr4 "$i")" lladdr "$(xlbt_mac $((10 + i)))" \
+			dev "$XLBT_FARM_IFACE" nud permanent || return 1
+		ip -n "$(xlbt_ns lb)" -6 neigh replace "$(rs_farm_addr6 "$i")" \
+			lladdr "$(xlbt_mac $((10 + i)))" dev "$XLBT_FARM_IFACE" nud permanent || return 1
+	done
+	return 0
+}
+
+# topo_down_two_arm: detach xlb from the LB's farm arm through xlbctl (if
+# anything is pinned for the LB), then topo_down. Idempotent.
+topo_down_two_arm() {
+	local out
+	if [[ -x $XLBCTL && -d $XLBT_BPFFS_BASE/lb && -e /run/netns/$(xlbt_ns lb) ]] &&
+		[[ $(xlbt_xdp_mode_of lb "$XLBT_FARM_IFACE") != none ]]; then
+		if ! out=$(xlbctl_in lb unload --iface "$XLBT_FARM_IFACE" 2>&1); then
+			xlbt_log "topo_down_two_arm: 'xlbctl unload' of $XLBT_FARM_IFACE failed (the namespace goes anyway):"
+			xlbt_log "  ${out//$'\n'/ }"
+		fi
+	fi
+	topo_down
+}
+
+# xlbt_xdp_mode_of ROLE IFACE: as xlbt_xdp_mode, for any interface of ROLE.
+xlbt_xdp_mode_of() {
+	local out
+	out=$(ip -n "$(xlbt_ns "$1")" -d link show dev "$2" 2>/dev/null) || {
+		printf 'none\n'
+		return 1
+	}
+	if [[ $out =~ (xdpgeneric|xdpoffload|xdpmulti|xdpdrv|xdp)[[:space:]/] ]]; then
+		printf '%s\n' "${BASH_REMATCH[1]}"
+	else
+		printf 'none\n'
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Counting frames on switch ports
+#
+# xlbt_sniff_start NAME MAX_S PORTS FILTER...: count, in the background, the
+# frames that cross the switch-side ports PORTS (comma-separated, e.g.
+# "xlbt-lb,xlbt-client") in each direction, by FILTER. A FILTER is
+# "LABEL=PROTO,SRC,SPORT,DST,DPORT" (tcp|udp|*, addresses of either family,
+# ports; "*" matches anything), e.g. "reply=tcp,198.18.10.10,80,*,*". On a
+# switch port, "out" is what the bridge sends to the host, "in" what the host
+# sends. An IPIP-encapsulated frame matches by its outer header only. The
+# counter stops on xlbt_sniff_stop, or by itself after MAX_S seconds, and
+# writes {"ports": {PORT: {"in": {LABEL: N}, "out": {...}}}, "frames": N,
+# "drops": N} to $XLBT_SNIFF_OUT (drops: frames the kernel dropped before
+# they were counted; counts are exact only when it is 0).
+XLBT_SNIFF_PID=
+XLBT_SNIFF_OUT=
+xlbt_sniff_start() {
+	local name=$1 max=$2 ports=$3 try
+	shift 3
+	XLBT_SNIFF_OUT=$XLBT_TMPDIR/$name.json
+	rm -f -- "$XLBT_SNIFF_OUT"
+	cat >"$XLBT_TMPDIR/xlbt-sniff.py" <<'EOF_PY'
+import json, os, select, signal, socket, struct, sys, time
+
+out, max_s, ports = sys.argv[1], float(sys.argv[2]), sys.argv[3].split(',')
+filters = []
+for f in sys.argv[4:]:
+    label, spec = f.split('=', 1)
+    proto, src, sport, dst, dport = spec.split(',')
+    def addr(a):
+        if a == '*':
+            return None
+        return socket.inet_pton(socket.AF_INET6 if ':' in a else socket.AF_INET, a)
+    filters.append((label, {'tcp': 6, 'udp': 17, '*': None}[proto], addr(src),
+                    None if sport == '*' else int(sport), addr(dst),
+                    None if dport == '*' else int(dport)))
+counts = {p: {'in': {f[0]: 0 for f in filters}, 'out': {f[0]: 0 for f in filters}} for p in ports}
+stop = False
+def on_term(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, on_term)
+signal.signal(signal.SIGINT, on_term)
+socks = {}
+for p in ports:
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
+    s.setsockopt(socket.SOL_SOCKET, 33, 32 << 20)  # SO_RCVBUFFORCE
+    s.bind((p, 0))
+    s.setblocking(False)
+    socks[s] = p
+frames = 0
+
+def classify(b):
+    off, et = 14, struct.unpack_from('!H', b, 12)[0] if len(b) >= 14 else 0
+    while et in (0x8100, 0x88a8) and len(b) >= off + 4:
+        et = struct.unpack_from('!H', b, off + 2)[0]
+        off += 4
+    if et == 0x0800 and len(b) >= off + 20:
+        ihl = (b[off] & 0xf) * 4
+        proto, src, dst = b[off + 9], b[off + 12:off + 16], b[off + 16:off + 20]
+        frag = struct.unpack_from('!H', b, off + 6)[0] & 0x1fff
+        l4 = off + ihl if not frag else None
+    elif et == 0x86dd and len(b) >= off + 40:
+        proto, src, dst = b[off + 6], b[off + 8:off + 24], b[off + 24:off + 40]
+        l4 = off + 40
+    else:
+        return None
+    sp = dp = None
+    if proto in (6, 17) and l4 is not None and len(b) >= l4 + 4:
+        sp, dp = struct.unpack_from('!HH', b, l4)
+    return proto, src, sp, dst, dp
+
+def count(s):
+    global frames
+    while True:
+        try:
+            b, a = s.recvfrom(65536)
+        except BlockingIOError:
+            return
+        frames += 1
+        k = classify(b)
+        if k is None:
+            continue
+        d = counts[socks[s]]['out' if a[2] == socket.PACKET_OUTGOING else 'in']
+        for label, proto, src, sp, dst, dp in filters:
+            if ((proto is None or proto == k[0]) and (src is None or src == k[1]) and
+                    (sp is None or sp == k[2]) and (dst is None or dst == k[3]) and
+                    (dp is None or dp == k[4])):
+                d[label] += 1
+
+print('ready', flush=True)
+end = time.monotonic() + max_s
+while not stop and time.monotonic() < end:
+    try:
+        r = select.select(list(socks), [], [], 0.2)[0]
+    except InterruptedError:
+        r = []
+    for s in r:
+        count(s)
+drops = 0
+for s in socks:
+    count(s)
+    st = s.getsockopt(263, 6, 8)  # SOL_PACKET, PACKET_STATISTICS
+    drops += struct.unpack('II', st)[1]
+with open(out + '.tmp', 'w') as f:
+    json.dump({'ports': counts, 'frames': frames, 'drops': drops,
+               'stopped': 'signal' if stop else 'timeout'}, f)
+os.rename(out + '.tmp', out)
+EOF_PY
+	in_ns_bg sw "$name" python3 "$XLBT_TMPDIR/xlbt-sniff.py" "$XLBT_SNIFF_OUT" "$max" "$ports" "$@"
+	XLBT_SNIFF_PID=$XLBT_LAST_PID
+	for ((try = 0; try < 100; try++)); do
+		grep -qx ready "$XLBT_TMPDIR/$name.log" 2>/dev/null && return 0
+		if ! kill -0 "$XLBT_SNIFF_PID" 2>/dev/null; then
+			xlbt_log "the frame counter exited:"
+			xlbt_log_file "$XLBT_TMPDIR/$name.log"
+			return 1
+		fi
+		sleep 0.05
+	done
+	xlbt_log "the frame counter is not ready after 5 s"
+	return 1
+}
+
+# xlbt_sniff_stop: stop the counter and wait for its result (fails if there
+# is none).
+xlbt_sniff_stop() {
+	[[ -n $XLBT_SNIFF_PID ]] || return 1
+	kill -TERM "$XLBT_SNIFF_PID" 2>/dev/null
+	local try
+	for ((try = 0; try < 50; try++)); do
+		kill -0 "$XLBT_SNIFF_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	xlbt_stop_pid "$XLBT_SNIFF_PID"
+	XLBT_SNIFF_PID=
+	[[ -s $XLBT_SNIFF_OUT ]]
+}
+
+# xlbt_sniff_count PORT in|out LABEL: a count of the last result ("x" and
+# failure if there is none).
+xlbt_sniff_count() {
+	xlbt_json "d['ports']['$1']['$2']['$3']" <"$XLBT_SNIFF_OUT" 2>/dev/null || {
+		echo x
+		return 1
+	}
+}

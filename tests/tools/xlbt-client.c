@@ -3,7 +3,8 @@
  * real server answered each of them.
  *
  *   xlbt-client --connect ADDR:PORT --count N [--exchanges K] [--timeout-ms T]
- *               [--parallel P] [--deadline-ms D] [--interval-ms I] [--udp] [--json]
+ *               [--parallel P] [--deadline-ms D] [--interval-ms I] [--source ADDR]
+ *               [--udp] [--json]
  *
  * Makes N connections, at most P at a time. On each one it sends K lines
  * "ping i\n" in lock step (the next line only after the reply to the previous
@@ -19,6 +20,10 @@
  *
  * With --udp a "connection" is a connected UDP socket (one source port); each
  * request is one datagram and each reply datagram is one reply line.
+ *
+ * With --source every socket is bound to ADDR (an address of the target's
+ * family, without a port; the port stays ephemeral) before it connects, so
+ * one host can act as several clients.
  *
  * Output: one "NAME COUNT" line per name (successful connections only) and
  * "ok=N failed=M"; with --json a single object
@@ -90,12 +95,12 @@ struct name_count {
 };
 
 static struct {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
+	struct sockaddr_storage ss, src;
+	socklen_t sslen, srclen;
 	const char *target;
 	unsigned long count, exchanges, parallel;
 	long timeout_ms, deadline_ms, interval_ms;
-	bool json, udp;
+	bool json, udp, have_src;
 } cfg = {
 	.exchanges = 1,
 	.parallel = 1,
@@ -116,10 +121,12 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: xlbt-client --connect ADDR:PORT --count N [--exchanges K] [--timeout-ms T]\n"
-		"                   [--parallel P] [--deadline-ms D] [--interval-ms I] [--udp] [--json]\n"
+		"                   [--parallel P] [--deadline-ms D] [--interval-ms I] [--source ADDR]\n"
+		"                   [--udp] [--json]\n"
 		"  N connections (at most P at once), K request/reply lines each, I ms apart\n"
 		"  (from a reply to the next request); a connection succeeds if all K replies\n"
 		"  arrive within T ms of its start and carry the same name.\n"
+		"  --source binds every socket to ADDR (no port) before connecting.\n"
 		"  Defaults: K=1, T=2000, P=1, D=60000, I=0. IPv6: --connect [ADDR]:PORT.\n");
 }
 
@@ -144,6 +151,29 @@ static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsi
 		return -EINVAL;
 	*out = v;
 	return 0;
+}
+
+/*
+ * Parse a bare IPv4 or IPv6 address (no port, no brackets) into *ss with
+ * port 0. Returns 0 or -EINVAL.
+ */
+static int parse_addr(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, s, &sin->sin_addr) == 1) {
+		sin->sin_family = AF_INET;
+		*len = sizeof(*sin);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, &sin6->sin6_addr) == 1) {
+		sin6->sin6_family = AF_INET6;
+		*len = sizeof(*sin6);
+		return 0;
+	}
+	return -EINVAL;
 }
 
 static void count_name(const char *name)
@@ -400,6 +430,15 @@ static void start_conn(struct conn *c, unsigned long id, int64_t now)
 	}
 	if (!cfg.udp)
 		setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (cfg.have_src) {
+		/* TCP: the port is picked at connect time, for the 4-tuple. */
+		if (!cfg.udp)
+			setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		if (bind(c->fd, (struct sockaddr *)&cfg.src, cfg.srclen) < 0) {
+			fail_errno(c, errno);
+			return;
+		}
+	}
 	ev.data.ptr = c;
 	c->events = EPOLLOUT;
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
@@ -477,6 +516,7 @@ int main(int argc, char **argv)
 		{ "parallel", required_argument, NULL, 'p' },
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "interval-ms", required_argument, NULL, 'i' },
+		{ "source", required_argument, NULL, 's' },
 		{ "udp", no_argument, NULL, 'u' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
@@ -487,7 +527,7 @@ int main(int argc, char **argv)
 	int64_t end;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:n:k:t:p:d:i:ujh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:n:k:t:p:d:i:s:ujh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			if (xlbt_parse_hostport(optarg, &cfg.ss, &cfg.sslen) < 0) {
@@ -525,6 +565,14 @@ int main(int argc, char **argv)
 				goto bad_number;
 			cfg.interval_ms = (long)v;
 			break;
+		case 's':
+			if (parse_addr(optarg, &cfg.src, &cfg.srclen) < 0) {
+				fprintf(stderr, "xlbt-client: bad --source '%s' (want an IPv4 or IPv6 address)\n",
+					optarg);
+				return 2;
+			}
+			cfg.have_src = true;
+			break;
 		case 'u':
 			cfg.udp = true;
 			break;
@@ -547,6 +595,10 @@ bad_number:
 	}
 	if (optind != argc || !cfg.target || !have_count) {
 		usage(stderr);
+		return 2;
+	}
+	if (cfg.have_src && cfg.src.ss_family != cfg.ss.ss_family) {
+		fprintf(stderr, "xlbt-client: --source and --connect are of different address families\n");
 		return 2;
 	}
 	/* The pauses alone must leave time for the exchanges. */
