@@ -19,12 +19,17 @@ struct xlb_pkt {
     __u16 l2_proto;             /* ethertype after the VLAN tags, host order */
     __u8 n_vlan;
     __u8 tos;                   /* IPv4 TOS / IPv6 traffic class */
-    __u8 fragment;              /* IPv4 or IPv6 fragment */
+    __u8 fragment;              /* IPv4 or IPv6 fragment: XLB_FRAG_FIRST (offset
+                                 * 0, has the transport header) or XLB_FRAG_LATER */
     __u8 df;                    /* IPv4 don't-fragment bit */
     __u8 icmp_type;
     __u8 tcp_flags;             /* byte 13 of the TCP header (XLB_TCP_*), 0 otherwise */
     struct xlb_flow_key key;    /* addresses, ports, protocol, family */
 };
+
+/* xlb_pkt.fragment: 0 = not a fragment. */
+#define XLB_FRAG_FIRST 1
+#define XLB_FRAG_LATER 2
 
 enum {
     PARSE_OK = 0,
@@ -81,7 +86,8 @@ static __always_inline int parse_ipv4(struct hdr_cursor *c, void *data, void *da
     p->ip_len = tot;
     p->tos = ip->tos;
     frag = bpf_ntohs(ip->frag_off);
-    p->fragment = (frag & (IP_MF_ | IP_OFFSET_)) != 0;
+    /* 0, XLB_FRAG_FIRST (MF, offset 0) or XLB_FRAG_LATER (offset != 0), without branches. */
+    p->fragment = ((frag & (IP_MF_ | IP_OFFSET_)) != 0) + ((frag & IP_OFFSET_) != 0);
     p->df = (frag & IP_DF_) != 0;
     p->key.family = XLB_FAMILY_V4;
     p->key.proto = ip->protocol;
@@ -127,7 +133,7 @@ static __always_inline int parse_ipv6(struct hdr_cursor *c, void *data, void *da
 
             if ((void *)(fh + 1) > data_end)
                 return PARSE_BAD_L3;
-            p->fragment = 1;
+            p->fragment = (fh->frag_off & bpf_htons(0xfff8)) ? XLB_FRAG_LATER : XLB_FRAG_FIRST;
             nh = fh->nexthdr;
             c->pos = fh + 1;
         } else {
@@ -196,8 +202,11 @@ static __always_inline int xlb_parse(void *data, void *data_end, struct xlb_pkt 
         return PARSE_NOT_IP;
     if (rc < 0)
         return rc;
-    if (p->fragment)
+    if (p->fragment) {
+        /* Where a first fragment's transport header begins (not read here). */
+        p->l4_off = c.pos - data;
         return PARSE_OK;
+    }
     return parse_l4(&c, data, data_end, p);
 }
 

@@ -20,7 +20,12 @@
  * real and CPU for a second).  A TCP/UDP packet from a real of a nat
  * service is a reply: its source is translated back to the VIP through
  * the flow's reverse entry and it is sent towards the client (no entry:
- * to the stack).  An established flow is
+ * to the stack).  For nat services, IPv4 fragments are translated both
+ * ways (a reply's later fragments by what its first fragment recorded in
+ * xlb_nat_frags) and "fragmentation needed" / "packet too big" about a
+ * recorded flow reaches its real with the outer destination and the quoted
+ * source translated (an ICMP error from a nat real about a client's packet
+ * gets the VIP back likewise).  An established flow is
  * placed again when its real is gone or marked RESCHED, when a SYN reopens
  * a flow that was closed, or when a UDP flow was idle past the timeout.
  * Destinations that cannot be VIPs leave after one read of a bitmap.
@@ -417,7 +422,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct xlb_pkt *p,
         if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
             return verdict(XDP_DROP, XLB_R_DROP_NO_NEIGH, bytes);
     } else if (method == XLB_FWD_NAT) {
-        if (nat_rewrite(ctx, p, 1, &r->addr, r->port_be ? r->port_be : p->key.dport_be))
+        if (nat_dnat(ctx, p, r))
             return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
     } else {
         if (!tunnel_source_configured(e.family))
@@ -456,6 +461,7 @@ struct placed {
     struct xlb_service *vs;
     struct xlb_real *r;
     __u32 vs_id, real_id, hash;
+    __u32 recorded;             /* the real of a connection-table entry */
 };
 
 /* Place the fragment p into *pl; returns -1 (forward it), or the verdict
@@ -520,6 +526,7 @@ static __always_inline int icmp_too_big(const struct xlb_pkt *p, const struct xl
         vs = bpf_map_lookup_elem(&xlb_services, &vs_id);
         if (vs && (vs->flags & XLB_VS_F_ACTIVE))
             r = flow_real(flow);
+        pl->recorded = r != NULL;
     }
     if (!r) {
         vip = vip_lookup(fk);
@@ -545,19 +552,68 @@ static __always_inline int icmp_too_big(const struct xlb_pkt *p, const struct xl
 }
 
 /*
- * A TCP/UDP packet whose source is a real of a nat service: with a reverse
+ * A fragment or ICMP error of a nat service, placed in *pl.  It goes on to
+ * be translated (-1) when it is an IPv4 fragment or an ICMP error about a
+ * flow in the connection table; a first fragment, which has the ports,
+ * records its flow as a new flow would when the table has none (not in
+ * flood mode; *new_flow), and the reverse entry for the real it goes to, so
+ * that the replies are translated.  Else the verdict: IPv6 fragments and
+ * errors about unrecorded flows pass untranslated (pass_nat_untranslated);
+ * a first fragment without its whole transport header is dropped.
+ */
+static __always_inline int nat_placed(void *data, void *data_end, struct xlb_pkt *p,
+                                      const struct placed *pl, const struct xlb_settings *cfg,
+                                      __u64 now, __u32 bytes, int *new_flow)
+{
+    if (p->fragment ? p->key.family != XLB_FAMILY_V4 : !pl->recorded) {
+        count(&xlb_vs_stats, pl->vs_id, bytes, 0);
+        return verdict(XDP_PASS, XLB_R_PASS_NAT_UNTRANSLATED, bytes);
+    }
+    if (p->fragment != XLB_FRAG_FIRST)
+        return -1;
+    if (frag_ports(data, data_end, p, &p->key.sport_be, &p->key.dport_be)) {
+        count(&xlb_vs_stats, pl->vs_id, bytes, 0);
+        return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
+    }
+    if (!bpf_map_lookup_elem(&xlb_conns, &p->key)) {
+        if (flood_mode(cfg, now)) {
+            event(XLB_EV_FLOOD_NO_INSERT);
+        } else {
+            struct xlb_flow_value nf = {
+                .real_id = pl->real_id, .vs_id = pl->vs_id, .last_seen_ns = now,
+                .hash = pl->hash, .real_gen = pl->r->gen,
+            };
+
+            bpf_map_update_elem(&xlb_conns, &p->key, &nf, BPF_NOEXIST);
+        }
+        *new_flow = 1;
+    }
+    nat_rev_put(p, pl->r, pl->vs_id, pl->real_id, now);
+    return -1;
+}
+
+/*
+ * A TCP/UDP/ICMP packet whose source is a real of a nat service: with a reverse
  * entry it is that flow's reply, its source becomes the VIP and port the
  * client addressed and it goes towards the client through the FIB's next
  * hop; without one it goes to the stack untouched (pass_nat_no_entry),
  * unless it is addressed to a possible VIP (the real is a client then).
- * Returns -1 for a packet from any other source or to a VIP (not a
- * reply), else the verdict.
+ * IPv4 fragments are translated too (nat_reply_frag()): the first one by
+ * the reverse entry, the later ones by what the first one recorded; a later
+ * fragment seen before its first one goes to the stack untouched
+ * (pass_nat_frag_no_entry).  An ICMP error the real sends about a
+ * client's packet of a flow (quoting client -> real:port) is translated
+ * back too (outer source, quoted destination: the VIP and its port).
+ * Returns -1 for a packet from any other source or to a VIP (not a reply),
+ * for IPv6 fragments and for ICMP that is not such an error, else the
+ * verdict.
  */
 static __always_inline int nat_reply(struct xdp_md *ctx, struct xlb_pkt *p, __u32 bytes)
 {
     struct xlb_vip_addr_key sk = { .family = p->key.family };
     struct bpf_fib_lookup fib = {};
     struct xlb_nat_rev_value *rev;
+    union nat_key k;            /* the flow of a fragment or an ICMP error */
     struct xlb_addr vip;
     __be16 vport;
     __u64 now;
@@ -566,18 +622,46 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct xlb_pkt *p, __u3
     sk.addr = p->key.src;
     if (!bpf_map_lookup_elem(&xlb_nat_srcs, &sk))
         return -1;
-    rev = bpf_map_lookup_elem(&xlb_nat_rev, &p->key);
-    if (!rev) {
-        /* A real may also be a client of a VIP. */
-        if (vip_filter_hit(&p->key.dst))
-            return -1;
-        return verdict(XDP_PASS, XLB_R_PASS_NAT_NO_ENTRY, bytes);
-    }
     now = coarse_now_ns();
-    if (now - rev->last_seen_ns > XLB_CONN_TOUCH_NS)
-        rev->last_seen_ns = now;
-    vip = rev->vip;
-    vport = rev->vip_port_be;
+    if (p->fragment) {
+        rc = nat_reply_frag((void *)(long)ctx->data, (void *)(long)ctx->data_end, p, &vip,
+                            &vport, now, &k);
+        if (rc == NAT_FRAG_OTHER)
+            return -1;
+        if (rc) {
+            /* A real may also be a client of a VIP. */
+            if (vip_filter_hit(&p->key.dst))
+                return -1;
+            return verdict(XDP_PASS, rc == NAT_FRAG_NO_RECORD ? XLB_R_PASS_NAT_FRAG_NO_ENTRY :
+                                                                XLB_R_PASS_NAT_NO_ENTRY, bytes);
+        }
+    } else if (p->key.proto == IPPROTO_ICMP || p->key.proto == IPPROTO_ICMPV6_) {
+        /* An error about a client's packet to this real: the reverse entry
+         * of the quoted flow, whose real must be the sender. */
+        if (icmp_error_flow((void *)(long)ctx->data, (void *)(long)ctx->data_end, p, &k.flow) ||
+            k.flow.src.addr_be[0] != p->key.src.addr_be[0] ||
+            k.flow.src.addr_be[1] != p->key.src.addr_be[1] ||
+            k.flow.src.addr_be[2] != p->key.src.addr_be[2] ||
+            k.flow.src.addr_be[3] != p->key.src.addr_be[3])
+            return -1;
+        rev = bpf_map_lookup_elem(&xlb_nat_rev, &k.flow);
+        if (!rev)
+            return -1;
+        vip = rev->vip;
+        vport = rev->vip_port_be;
+    } else {
+        rev = bpf_map_lookup_elem(&xlb_nat_rev, &p->key);
+        if (!rev) {
+            /* A real may also be a client of a VIP. */
+            if (vip_filter_hit(&p->key.dst))
+                return -1;
+            return verdict(XDP_PASS, XLB_R_PASS_NAT_NO_ENTRY, bytes);
+        }
+        if (now - rev->last_seen_ns > XLB_CONN_TOUCH_NS)
+            rev->last_seen_ns = now;
+        vip = rev->vip;
+        vport = rev->vip_port_be;
+    }
 
     fib.ifindex = ctx->ingress_ifindex;
     fib.tot_len = p->ip_len;
@@ -600,7 +684,7 @@ static __always_inline int nat_reply(struct xdp_md *ctx, struct xlb_pkt *p, __u3
         return verdict(XDP_DROP, XLB_R_DROP_FWD_DISABLED, bytes);
     if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
         return verdict(XDP_DROP, XLB_R_DROP_FIB, bytes);
-    if (nat_rewrite(ctx, p, 0, &vip, vport))
+    if (nat_snat(ctx, p, &vip, vport))
         return verdict(XDP_DROP, XLB_R_DROP_MALFORMED, bytes);
     event(XLB_EV_NAT_REPLY);
     if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
@@ -645,8 +729,9 @@ int xlb_balancer(struct xdp_md *ctx)
         return verdict(XDP_PASS, XLB_R_PASS_MALFORMED, bytes);
     cfg = bpf_map_lookup_elem(&xlb_settings, &zero);
     /* Replies of nat reals come back through the balancer. */
-    if (cfg && cfg->nat_srcs && rc == PARSE_OK && !p.fragment &&
-        (p.key.proto == IPPROTO_TCP || p.key.proto == IPPROTO_UDP) &&
+    if (cfg && cfg->nat_srcs && rc == PARSE_OK &&
+        (p.key.proto == IPPROTO_TCP || p.key.proto == IPPROTO_UDP ||
+         p.key.proto == IPPROTO_ICMP || p.key.proto == IPPROTO_ICMPV6_) &&
         vip_filter_hit(&p.key.src)) {
         int v = nat_reply(ctx, &p, bytes);
 
@@ -685,9 +770,9 @@ int xlb_balancer(struct xdp_md *ctx)
         if (rc >= 0)
             return rc;
         if (pl.vs->method == XLB_FWD_NAT) {
-            /* Ports of later fragments and quoted headers are not translated. */
-            count(&xlb_vs_stats, pl.vs_id, bytes, 0);
-            return verdict(XDP_PASS, XLB_R_PASS_NAT_UNTRANSLATED, bytes);
+            rc = nat_placed(data, data_end, &p, &pl, cfg, now, bytes, &new_flow);
+            if (rc >= 0)
+                return rc;
         }
         vs = pl.vs;
         r = pl.r;

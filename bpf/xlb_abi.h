@@ -32,7 +32,7 @@
 #include <linux/types.h>
 #endif
 
-#define XLB_ABI_VERSION 6
+#define XLB_ABI_VERSION 7
 
 /* Sizes.  Each may be overridden at build time (-DXLB_MAX_SERVICES=...). */
 #ifndef XLB_MAX_SERVICES
@@ -454,6 +454,9 @@ enum xlb_reason {
     XLB_R_PASS_NAT_NO_ENTRY,    /* from a nat real, no reverse entry: to the stack */
     XLB_R_PASS_NAT_UNTRANSLATED,/* fragment or ICMP error of a nat service: to the
                                  * stack, not translated */
+    XLB_R_PASS_NAT_FRAG_NO_ENTRY,/* later IPv4 fragment from a nat real whose first
+                                 * fragment was not seen (xlb_nat_frags): to the
+                                 * stack, not translated */
     XLB_R_MAX,
 };
 
@@ -495,6 +498,97 @@ struct xlb_decap_key {
     struct xlb_addr addr;
     __u8 family;
     __u8 pad[3];
+};
+
+/*
+ * xlb_l7_reals: the state of every real of a layer-7 service, written by the
+ * agent (which health-checks them and takes operator commands) and read by
+ * xlb-proxy, which has no health checks of its own.  No BPF program uses it:
+ * the agent creates it (BPF_MAP_TYPE_HASH, XLB_MAX_L7_REALS entries) and pins
+ * it as XLB_L7_PIN in the bpffs directory; the proxy opens the pin read-only
+ * and polls it.  A real without an entry is unknown to the agent (not yet
+ * converged, or no agent): the proxy treats it as up with its configured
+ * weight.
+ */
+#define XLB_L7_PIN "xlb_l7_reals"
+#ifndef XLB_MAX_L7_REALS
+#define XLB_MAX_L7_REALS 8192
+#endif
+
+struct xlb_l7_key {
+    char vs[XLB_NAME_LEN];      /* service name, NUL-padded */
+    char sub[XLB_NAME_LEN];     /* sub-service name; all zero for the service's own reals */
+    struct xlb_addr addr;       /* the real's address (v4: first 4 bytes, rest zero) */
+    __u8 family;                /* XLB_FAMILY_V4 / V6 */
+    __u8 pad;
+    __u16 port;                 /* host order; the configured port, 0 = the service port */
+};
+
+enum xlb_l7_state { XLB_L7_UP = 0, XLB_L7_DOWN = 1, XLB_L7_DRAIN = 2, XLB_L7_HALT = 3 };
+
+struct xlb_l7_val {
+    __u32 state;                /* enum xlb_l7_state: halt > down > drain > up */
+    __u32 weight;               /* in force (operator or config); 0 = no new clients */
+    __u64 changed_ms;           /* wall clock (ms since the epoch) of the last state change */
+    __u32 check_us;             /* duration of the last health check, 0 = none */
+    __u32 gen;                  /* bumped by the agent on every write of this entry */
+};
+
+/*
+ * xlb_nat_frags: the translation of the later fragments of a nat reply
+ * (LRU hash, XLB_NAT_FRAG_TABLE entries, one LRU list).  Only the first
+ * fragment of a datagram carries the ports that find the flow's reverse
+ * entry; when it passes, the datagram's identity (source = real, destination
+ * = client, IP identification, protocol) is recorded with what the source
+ * becomes, so that the later fragments get it too.  IPv4 only for now (id_be
+ * holds the 16-bit identification); family is XLB_FAMILY_V4.
+ */
+#ifndef XLB_NAT_FRAG_TABLE
+#define XLB_NAT_FRAG_TABLE 16384
+#endif
+
+struct xlb_nat_frag_key {
+    struct xlb_addr src;        /* the real */
+    struct xlb_addr dst;        /* the client */
+    __be32 id_be;               /* IP identification */
+    __u8 proto;
+    __u8 family;
+    __u8 pad[2];
+};
+
+struct xlb_nat_frag_value {
+    struct xlb_addr vip;        /* the source the fragments leave with */
+    __be16 vip_port_be;         /* the VIP port (informational: later
+                                 * fragments carry no ports) */
+    __u8 pad[2];
+    __u32 pad2;
+    __u64 last_seen_ns;         /* data-plane clock of the first fragment */
+};
+
+/*
+ * xlb_l7_cmds: operator commands for xlb-proxy that are not configuration:
+ * flush a layer-7 service's cache, or purge one URL from it.  The agent
+ * creates it (BPF_MAP_TYPE_LRU_HASH, XLB_MAX_L7_CMDS entries), pins it as
+ * XLB_L7_CMD_PIN next to xlb_l7_reals and writes an entry per command,
+ * bumping gen each time the same command is given again; the proxy polls it
+ * and runs every entry whose gen it has not run yet.  No BPF program uses it.
+ */
+#define XLB_L7_CMD_PIN "xlb_l7_cmds"
+#ifndef XLB_MAX_L7_CMDS
+#define XLB_MAX_L7_CMDS 1024
+#endif
+#define XLB_L7_URL_LEN 464
+
+struct xlb_l7_cmd_key {
+    char vs[XLB_NAME_LEN];      /* service name, NUL-padded */
+    char url[XLB_L7_URL_LEN];   /* all zero: flush the whole cache; else the URL to
+                                 * purge, NUL-padded: "/path?query" (every host) or
+                                 * "http://host/path?query" / "https://..." */
+};
+
+struct xlb_l7_cmd_val {
+    __u64 gen;                  /* 1, 2, ...: bumped by the agent for a repeated command */
+    __u64 time_ms;              /* wall clock of the last request */
 };
 
 #endif /* XLB_ABI_H */

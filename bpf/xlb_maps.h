@@ -183,4 +183,13 @@ struct {
     __type(value, __u32);
 } xlb_nat_srcs SEC(".maps");
 
+/* Translations of the later fragments of nat replies (one LRU list: the
+ * fragments of a datagram may arrive on different CPUs). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, XLB_NAT_FRAG_TABLE);
+    __type(key, struct xlb_nat_frag_key);
+    __type(value, struct xlb_nat_frag_value);
+} xlb_nat_frags SEC(".maps");
+
 #endif

@@ -29,12 +29,14 @@
 #include "xlb.skel.h"
 
 #define PROG_NAME "xlb_balancer"
-/* Layouts the ABI version 6 describes (explicit padding, no holes). */
+/* Layouts the ABI version 7 describes (explicit padding, no holes). */
 _Static_assert(sizeof(struct xlb_flow_key) == 40, "xlb_flow_key layout");
 _Static_assert(sizeof(struct xlb_flow_value) == 32, "xlb_flow_value layout");
 _Static_assert(sizeof(struct xlb_real) == 84, "xlb_real layout");
 _Static_assert(sizeof(struct xlb_nat_rev_value) == 40, "xlb_nat_rev_value layout");
 _Static_assert(sizeof(struct xlb_settings) == 24, "xlb_settings layout");
+_Static_assert(sizeof(struct xlb_nat_frag_key) == 40, "xlb_nat_frag_key layout");
+_Static_assert(sizeof(struct xlb_nat_frag_value) == 32, "xlb_nat_frag_value layout");
 
 #define XLB_STR_(x) #x
 #define XLB_STR(x) XLB_STR_(x)
@@ -54,7 +56,7 @@ static const char *const map_names[] = {
     "xlb_sel", "xlb_vs_stats", "xlb_real_stats", "xlb_reasons", "xlb_vip_filter",
     "xlb_nh_cache", "xlb_rr", "xlb_meta", "xlb_real_idx", "xlb_persist", "xlb_acl4",
     "xlb_acl6", "xlb_settings", "xlb_flood", "xlb_events", "xlb_frag_vips", "xlb_nat_rev",
-    "xlb_nat_srcs",
+    "xlb_nat_srcs", "xlb_nat_frags",
 };
 
 static int *map_slot(struct xlb_maps *m, size_t i)
@@ -63,7 +65,7 @@ static int *map_slot(struct xlb_maps *m, size_t i)
                      &m->sel, &m->vs_stats, &m->real_stats, &m->reasons, &m->vip_filter,
                      &m->nh_cache, &m->rr, &m->meta, &m->real_idx, &m->persist, &m->acl4,
                      &m->acl6, &m->settings, &m->flood, &m->events, &m->frag_vips,
-                     &m->nat_rev, &m->nat_srcs };
+                     &m->nat_rev, &m->nat_srcs, &m->nat_frags };
     _Static_assert(sizeof(slots) / sizeof(slots[0]) == sizeof(map_names) / sizeof(map_names[0]),
                    "one slot per map name");
 
@@ -99,6 +101,7 @@ static void fill_maps_from_skel(struct xlb_dp *dp)
     dp->maps.frag_vips = bpf_map__fd(s->maps.xlb_frag_vips);
     dp->maps.nat_rev = bpf_map__fd(s->maps.xlb_nat_rev);
     dp->maps.nat_srcs = bpf_map__fd(s->maps.xlb_nat_srcs);
+    dp->maps.nat_frags = bpf_map__fd(s->maps.xlb_nat_frags);
 }
 
 /* CONFIG_HZ of the running kernel from its config, or 0. */

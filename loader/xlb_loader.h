@@ -56,7 +56,7 @@ struct xlb_load_opts {
 struct xlb_maps {
     int vips, vip_addrs, services, reals, conns, sel, vs_stats, real_stats, reasons,
         vip_filter, nh_cache, rr, meta, real_idx, persist, acl4, acl6, settings, flood, events,
-        frag_vips, nat_rev, nat_srcs;
+        frag_vips, nat_rev, nat_srcs, nat_frags;
 };
 
 struct xlb_dp;

@@ -28,6 +28,7 @@ static const char *const reason_names[XLB_R_MAX] = {
     [XLB_R_DROP_NO_NEIGH] = "drop_no_neigh",
     [XLB_R_PASS_NAT_NO_ENTRY] = "pass_nat_no_entry",
     [XLB_R_PASS_NAT_UNTRANSLATED] = "pass_nat_untranslated",
+    [XLB_R_PASS_NAT_FRAG_NO_ENTRY] = "pass_nat_frag_no_entry",
 };
 
 _Static_assert(XLB_R_MAX == sizeof(reason_names) / sizeof(reason_names[0]),

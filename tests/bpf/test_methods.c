@@ -631,10 +631,11 @@ Test(nat, reverse_entry_refreshed_with_the_flow)
 }
 
 /*
- * An ICMP "fragmentation needed" about a nat flow and fragments of a nat
- * service go to the stack untranslated (pass_nat_untranslated).
+ * An ICMP "fragmentation needed" about a nat flow and the first fragment of
+ * a nat service's datagram are translated and go to the real (the details:
+ * test_nat_icmp.c).
  */
-Test(nat, icmp_errors_and_fragments_passed)
+Test(nat, icmp_errors_and_fragments_translated)
 {
     struct pkt_spec s = pkt(CLIENT4, VIP4, IPPROTO_TCP, 40000, 80, F_SYN), ic, f;
     uint8_t quote[128];
@@ -648,14 +649,32 @@ Test(nat, icmp_errors_and_fragments_passed)
 
     /* A router quotes what the balancer sent: VIP:80 -> client:40000. */
     ic = frag_needed(VIP4, CLIENT4, quote);
-    n = run(&lb, "frag needed", &ic, XDP_PASS, XLB_R_PASS_NAT_UNTRANSLATED);
-    xt_assert_frame("frag needed", in, n, in, n, out.data, out.len);
+    n = run(&lb, "frag needed", &ic, XDP_TX, XLB_R_TX);
+    {
+        struct xlb_addr ra;
+        struct pkt_view v;
+
+        xt_addr(REAL4, &ra);
+        cr_assert_eq(out.len, n);
+        cr_assert_eq(pkt_parse(out.data, out.len, &v), 0);
+        cr_assert_eq(memcmp(out.data + v.l3_off + 16, ra.addr_be, 4), 0, "outer destination");
+        cr_assert_eq(memcmp(out.data + v.l4_off + 8 + 12, ra.addr_be, 4), 0, "quoted source");
+        cr_assert_eq(out.data[v.l4_off + 28] << 8 | out.data[v.l4_off + 29], 8080,
+                     "quoted source port");
+        cr_assert(pkt_ipv4_hdr_csum_ok(out.data + v.l3_off), "outer IPv4 checksum");
+        cr_assert(pkt_ipv4_hdr_csum_ok(out.data + v.l4_off + 8), "quoted IPv4 checksum");
+        cr_assert(pkt_l4_csum_ok(v.family, out.data + v.l3_off, out.len - v.l3_off),
+                  "ICMP checksum");
+    }
 
     f = pkt(CLIENT4, VIP4, IPPROTO_TCP, 40000, 80, F_ACK);
     f.frag_off = PKT_MF;
     f.ip_id = 77;
-    n = run(&lb, "first fragment", &f, XDP_PASS, XLB_R_PASS_NAT_UNTRANSLATED);
-    xt_assert_frame("first fragment", in, n, in, n, out.data, out.len);
+    n = run(&lb, "first fragment", &f, XDP_TX, XLB_R_TX);
+    put_addr(f.dst, REAL4);
+    f.dport = 8080;
+    macs(&f, REAL4, xt_mac_if0);
+    expect_frame("first fragment", n, &f);
     cr_assert_eq(xt_vs_stats(&lb, vs).packets, 3);
     xt_lb_close(&lb);
 }
