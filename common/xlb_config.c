@@ -1533,6 +1533,23 @@ _Static_assert(sizeof(rl_keys) / sizeof(rl_keys[0]) == RL__N + 1, "real keys");
 
 /* reals[i] of pool, of service s (whose ports, family, layer and
  * forwarding are known); unique address and name within the pool. */
+static bool has_port(const struct xlb_cfg_service *s, uint16_t port)
+{
+    int lo = 0, hi = s->n_ports - 1;
+
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+
+        if (s->ports[mid] == port)
+            return true;
+        if (s->ports[mid] < port)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return false;
+}
+
 static int parse_real(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_service *s,
                       struct xlb_cfg_real *pool, int i)
 {
@@ -1555,7 +1572,7 @@ static int parse_real(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_s
     pop(r, old);
     if (rc)
         return rc;
-    if (addr_eq(rl->family, &rl->addr, s->family, &s->addr))
+    if (s->layer == 4 && addr_eq(rl->family, &rl->addr, s->family, &s->addr))
         return fail_val(r, &m, RL_ADDRESS, "%s is the service's own address; allowed: the real "
                         "server's own address", fmt_addr(rl->family, &rl->addr).s);
     if (s->layer == 4 && s->family == XLB_FAMILY_V4 && rl->family == XLB_FAMILY_V6 &&
@@ -1566,16 +1583,41 @@ static int parse_real(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_s
     if (s->layer == 4 && s->family == XLB_FAMILY_V6 && rl->family == XLB_FAMILY_V4)
         return fail_val(r, &m, RL_ADDRESS, "an IPv4 real in an IPv6 service cannot be reached "
                         "with forwarding %s; allowed: an IPv6 address", fwd);
-    for (j = 0; j < i; j++)
+    for (j = 0; s->layer == 4 && j < i; j++)
         if (addr_eq(rl->family, &rl->addr, pool[j].family, &pool[j].addr))
             return fail_val(r, &m, RL_ADDRESS, "duplicate real address %s (also reals[%d] at "
                             "line %d); allowed: each address once", fmt_addr(rl->family,
                             &rl->addr).s, j, pool[j].line);
 
+    if ((rc = opt_u16(r, &m, RL_PORT, 0, 65535, &rl->port)) < 0)
+        return rc;
+    /* Layer 7: a real is an address and a port; it may share the host of the
+     * service or of other reals on another port. */
+    if (s->layer == 7 && addr_eq(rl->family, &rl->addr, s->family, &s->addr) &&
+        (!rl->port || has_port(s, rl->port)))
+        return fail_val(r, &m, m.val[RL_PORT] ? RL_PORT : RL_ADDRESS, "%s port %u is the "
+                        "service itself; allowed: another address, or a port the service does "
+                        "not listen on", fmt_addr(rl->family, &rl->addr).s,
+                        rl->port ? rl->port : s->ports[0]);
+    for (j = 0; s->layer == 7 && j < i; j++)
+        if (addr_eq(rl->family, &rl->addr, pool[j].family, &pool[j].addr) &&
+            rl->port == pool[j].port)
+            return fail_val(r, &m, m.val[RL_PORT] ? RL_PORT : RL_ADDRESS, "duplicate real %s "
+                            "port %u (also reals[%d] at line %d); allowed: each address and "
+                            "port once", fmt_addr(rl->family, &rl->addr).s, rl->port, j,
+                            pool[j].line);
     if ((rc = opt_name(r, &m, RL_NAME, rl->name)) < 0)
         return rc;
-    if (rc == 0)
+    if (rc == 0 && s->layer == 7 && rl->port) {
+        /* Layer 7 reals may share an address: the default name is ADDRESS:PORT. */
+        char a[XLB_ADDR_STRLEN];
+
+        xlb_addr_str(&rl->addr, rl->family, a, sizeof(a));
+        snprintf(rl->name, sizeof(rl->name), rl->family == XLB_FAMILY_V6 ? "[%s]:%u" : "%s:%u",
+                 a, rl->port);
+    } else if (rc == 0) {
         xlb_addr_str(&rl->addr, rl->family, rl->name, sizeof(rl->name));
+    }
     for (j = 0; j < i; j++) {
         if (strcmp(rl->name, pool[j].name))
             continue;
@@ -1587,8 +1629,6 @@ static int parse_real(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_s
         return rc;
     }
 
-    if ((rc = opt_u16(r, &m, RL_PORT, 0, 65535, &rl->port)) < 0)
-        return rc;
     if (rl->port && s->layer == 4 && s->forwarding != XLB_CFG_FWD_NAT) {
         if (s->n_ports != 1)
             return fail_val(r, &m, RL_PORT, "port %u with a service of %d ports; only forwarding "
@@ -1647,23 +1687,6 @@ static int parse_reals(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_
 
 /* ------------------------------------------------------------------ */
 /* ports and the (address, port, protocol) claims                       */
-
-static bool has_port(const struct xlb_cfg_service *s, uint16_t port)
-{
-    int lo = 0, hi = s->n_ports - 1;
-
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-
-        if (s->ports[mid] == port)
-            return true;
-        if (s->ports[mid] < port)
-            lo = mid + 1;
-        else
-            hi = mid - 1;
-    }
-    return false;
-}
 
 /* Does o already take (port, one of protos) on its address?  A layer 7
  * redirect_http takes port 80/tcp. */
@@ -1831,14 +1854,11 @@ static int parse_tls(struct rd *r, const yaml_node_t *n, int idx)
 
     if ((rc = collect(r, n, tl_keys, &m)))
         return rc;
-    if (!m.val[TL_CERTS])
-        return fail(r, n, "certificates is missing; allowed: certificates: [PEM files with "
-                    "certificate, key and chain]");
+    /* No certificates (absent or []): xlb-proxy makes a self-signed one at
+     * start and warns that clients will not trust it. */
     old = push_key(r, "certificates");
-    rc = need_list(r, m.val[TL_CERTS], "PEM file paths", &count);
-    if (!rc && count == 0)
-        rc = fail(r, m.val[TL_CERTS], "empty list; allowed: at least one certificate file");
-    if (!rc && !(t->certs = zalloc(r, count, sizeof(*t->certs))))
+    rc = m.val[TL_CERTS] ? need_list(r, m.val[TL_CERTS], "PEM file paths", &count) : 0;
+    if (!rc && count && !(t->certs = zalloc(r, count, sizeof(*t->certs))))
         rc = -ENOMEM;
     if (!rc)
         t->n_certs = (int)count;
@@ -2049,6 +2069,9 @@ static int parse_sub(struct rd *r, const yaml_node_t *n, const struct xlb_cfg_se
         return rc;
     if (rc == 1)
         sb->scheduler = (enum xlb_cfg_sched)v;
+    if (sb->scheduler == XLB_SCHED_ADAPTIVE || sb->scheduler == XLB_SCHED_WRT)
+        return fail_val(r, &m, SB_SCHED, "%s is a layer 4 scheduler; allowed at layer 7: rr, "
+                        "wrr, lc, wlc, sh, fixed, maglev", xlb_cfg_sched_name(sb->scheduler));
     if (m.val[SB_PERSIST]) {
         old = push_key(r, "persistence");
         rc = parse_persistence(r, m.val[SB_PERSIST], &sb->persistence, s->layer, s->family);
@@ -2231,6 +2254,9 @@ static int parse_service(struct rd *r, const yaml_node_t *n, int idx)
         return rc;
     if (rc == 1)
         s->scheduler = (enum xlb_cfg_sched)v;
+    if (s->layer == 7 && (s->scheduler == XLB_SCHED_ADAPTIVE || s->scheduler == XLB_SCHED_WRT))
+        return fail_val(r, &m, SV_SCHEDULER, "%s is a layer 4 scheduler; allowed at layer 7: rr, "
+                        "wrr, lc, wlc, sh, fixed, maglev", xlb_cfg_sched_name(s->scheduler));
     if ((rc = opt_bool(r, &m, SV_DROP, &s->drop_on_failure)) < 0)
         return rc;
     if ((rc = SUBTREE(r, &m, SV_PORTS, parse_ports(r, m.val[SV_PORTS], idx))))
@@ -2466,10 +2492,154 @@ static int parse_node(struct rd *r, const yaml_node_t *n)
 }
 
 /* ------------------------------------------------------------------ */
+/* proxy                                                                */
+
+static void proxy_defaults(struct xlb_cfg_proxy *p)
+{
+    parse_listen("127.0.0.1:9122", &p->metrics);
+    strcpy(p->access_log, "stderr");
+    strcpy(p->cookie_key_file, "/etc/xlb/cookie.key");
+    p->client_header_ms = 10000;
+    p->client_body_ms = 30000;
+    p->keepalive_ms = 60000;
+    p->connect_ms = 3000;
+    p->response_ms = 60000;
+    p->upstream_idle_ms = 30000;
+    p->max_request_line = 8192;
+    p->max_header_size = 32768;
+    p->max_header_count = 100;
+    p->max_body_size = 1ull << 30;
+    p->pool_max_idle = 32;
+    p->retries = 2;
+    p->fail_after = 1;
+    p->fail_ms = 10000;
+}
+
+enum { PT_CHEADER, PT_CBODY, PT_KEEPALIVE, PT_CONNECT, PT_RESPONSE, PT_UIDLE, PT__N };
+static const char *const pt_keys[] = {
+    "client_header", "client_body", "keepalive", "upstream_connect", "upstream_response",
+    "upstream_idle", NULL,
+};
+
+static int parse_proxy_timeouts(struct rd *r, const yaml_node_t *n, struct xlb_cfg_proxy *p)
+{
+    struct map m;
+    int rc;
+
+    if ((rc = collect(r, n, pt_keys, &m)))
+        return rc;
+    if ((rc = opt_dur(r, &m, PT_CHEADER, 100, HOUR_MS, &p->client_header_ms)) < 0 ||
+        (rc = opt_dur(r, &m, PT_CBODY, 100, HOUR_MS, &p->client_body_ms)) < 0 ||
+        (rc = opt_dur(r, &m, PT_KEEPALIVE, 100, HOUR_MS, &p->keepalive_ms)) < 0 ||
+        (rc = opt_dur(r, &m, PT_CONNECT, 10, 600000, &p->connect_ms)) < 0 ||
+        (rc = opt_dur(r, &m, PT_RESPONSE, 100, 24 * HOUR_MS, &p->response_ms)) < 0 ||
+        (rc = opt_dur(r, &m, PT_UIDLE, 100, HOUR_MS, &p->upstream_idle_ms)) < 0)
+        return rc;
+    return 0;
+}
+
+enum { PL_LINE, PL_HEAD, PL_COUNT, PL_BODY, PL__N };
+static const char *const pl_keys[] = {
+    "request_line", "header_size", "header_count", "body_size", NULL,
+};
+
+static int parse_proxy_limits(struct rd *r, const yaml_node_t *n, struct xlb_cfg_proxy *p)
+{
+    uint64_t v;
+    struct map m;
+    int rc;
+
+    if ((rc = collect(r, n, pl_keys, &m)))
+        return rc;
+    if ((rc = opt_size(r, &m, PL_LINE, 256, 1 << 20, &v)) < 0)
+        return rc;
+    if (rc == 1)
+        p->max_request_line = (uint32_t)v;
+    if ((rc = opt_size(r, &m, PL_HEAD, 1024, 1 << 20, &v)) < 0)
+        return rc;
+    if (rc == 1)
+        p->max_header_size = (uint32_t)v;
+    if ((rc = opt_u32(r, &m, PL_COUNT, 8, 1000, &p->max_header_count)) < 0 ||
+        (rc = opt_size(r, &m, PL_BODY, 0, UINT64_MAX, &p->max_body_size)) < 0)
+        return rc;
+    if (p->max_request_line > p->max_header_size)
+        return fail_val(r, &m, m.val[PL_LINE] ? PL_LINE : PL_HEAD, "request_line (%u bytes) is "
+                        "larger than header_size (%u bytes); allowed: request_line <= "
+                        "header_size", p->max_request_line, p->max_header_size);
+    return 0;
+}
+
+enum { PU_IDLE, PU_RETRIES, PU_FAILAFTER, PU_FAILTIME, PU__N };
+static const char *const pu_keys[] = { "max_idle", "retries", "fail_after", "fail_time", NULL };
+
+static int parse_proxy_upstream(struct rd *r, const yaml_node_t *n, struct xlb_cfg_proxy *p)
+{
+    struct map m;
+    int rc;
+
+    if ((rc = collect(r, n, pu_keys, &m)))
+        return rc;
+    if ((rc = opt_u32(r, &m, PU_IDLE, 0, 100000, &p->pool_max_idle)) < 0 ||
+        (rc = opt_u32(r, &m, PU_RETRIES, 0, 16, &p->retries)) < 0 ||
+        (rc = opt_u32(r, &m, PU_FAILAFTER, 1, 1000, &p->fail_after)) < 0 ||
+        (rc = opt_dur(r, &m, PU_FAILTIME, 100, HOUR_MS, &p->fail_ms)) < 0)
+        return rc;
+    return 0;
+}
+
+enum { PX_WORKERS, PX_METRICS, PX_ALOG, PX_KEY, PX_TRUSTED, PX_TIMEOUTS, PX_LIMITS, PX_UPSTREAM,
+       PX__N };
+static const char *const px_keys[] = {
+    "workers", "metrics", "access_log", "cookie_key_file", "trusted_proxies", "timeouts",
+    "limits", "upstream", NULL,
+};
+
+static int parse_proxy(struct rd *r, const yaml_node_t *n)
+{
+    struct xlb_cfg_proxy *p = &r->c->proxy;
+    struct map m;
+    int rc;
+
+    if ((rc = collect(r, n, px_keys, &m)))
+        return rc;
+    if ((rc = opt_u32(r, &m, PX_WORKERS, 0, 256, &p->workers)) < 0)
+        return rc;
+    if (m.val[PX_METRICS] &&
+        (rc = SUBTREE(r, &m, PX_METRICS, parse_endpoint(r, m.val[PX_METRICS], &p->metrics,
+                                                        NULL, 0))))
+        return rc;
+    if ((rc = opt_str(r, &m, PX_ALOG, p->access_log, sizeof(p->access_log), 1)) < 0)
+        return rc;
+    if (rc == 1 && strcmp(p->access_log, "stderr") && strcmp(p->access_log, "off") &&
+        p->access_log[0] != '/')
+        return fail_val(r, &m, PX_ALOG, "%s is not a log destination; allowed: stderr, off or "
+                        "an absolute file path", describe(m.val[PX_ALOG]).s);
+    if ((rc = opt_str(r, &m, PX_KEY, p->cookie_key_file, sizeof(p->cookie_key_file), 1)) < 0)
+        return rc;
+    if (rc == 1 && p->cookie_key_file[0] != '/')
+        return fail_val(r, &m, PX_KEY, "%s is not an absolute path; allowed: a file such as "
+                        "/etc/xlb/cookie.key", describe(m.val[PX_KEY]).s);
+    if (m.val[PX_TRUSTED] &&
+        (rc = SUBTREE(r, &m, PX_TRUSTED, get_prefixes(r, m.val[PX_TRUSTED], 0, &p->trusted.allow,
+                                                      &p->trusted.n_allow))))
+        return rc;
+    if (m.val[PX_TIMEOUTS] &&
+        (rc = SUBTREE(r, &m, PX_TIMEOUTS, parse_proxy_timeouts(r, m.val[PX_TIMEOUTS], p))))
+        return rc;
+    if (m.val[PX_LIMITS] &&
+        (rc = SUBTREE(r, &m, PX_LIMITS, parse_proxy_limits(r, m.val[PX_LIMITS], p))))
+        return rc;
+    if (m.val[PX_UPSTREAM] &&
+        (rc = SUBTREE(r, &m, PX_UPSTREAM, parse_proxy_upstream(r, m.val[PX_UPSTREAM], p))))
+        return rc;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* entry points                                                         */
 
-enum { RT_NODE, RT_SERVICES, RT__N };
-static const char *const rt_keys[] = { "node", "services", NULL };
+enum { RT_NODE, RT_PROXY, RT_SERVICES, RT__N };
+static const char *const rt_keys[] = { "node", "proxy", "services", NULL };
 
 static int parse_root(struct rd *r, const yaml_node_t *n)
 {
@@ -2479,6 +2649,8 @@ static int parse_root(struct rd *r, const yaml_node_t *n)
     if ((rc = collect(r, n, rt_keys, &m)))
         return rc;
     if (m.val[RT_NODE] && (rc = SUBTREE(r, &m, RT_NODE, parse_node(r, m.val[RT_NODE]))))
+        return rc;
+    if (m.val[RT_PROXY] && (rc = SUBTREE(r, &m, RT_PROXY, parse_proxy(r, m.val[RT_PROXY]))))
         return rc;
     if (m.val[RT_SERVICES] &&
         (rc = SUBTREE(r, &m, RT_SERVICES, parse_services(r, m.val[RT_SERVICES]))))
@@ -2537,6 +2709,7 @@ int xlb_config_parse(const char *name, const char *text, size_t len, struct xlb_
         return oom(&r);
     snprintf(r.c->path, sizeof(r.c->path), "%s", r.file);
     node_defaults(&r.c->node);
+    proxy_defaults(&r.c->proxy);
     if (!yaml_parser_initialize(&p)) {
         free(r.c);
         return oom(&r);
@@ -2668,6 +2841,7 @@ void xlb_config_free(struct xlb_config *c)
     free(c->services);
     free(c->node.deny.allow);
     free(c->node.deny.deny);
+    free(c->proxy.trusted.allow);
     free(c);
 }
 

@@ -226,9 +226,42 @@ struct xlb_cfg_node {
     struct xlb_cfg_acl deny;            /* node-wide deny list */
 };
 
+/* proxy: the settings of xlb-proxy (docs/proxy.md). */
+struct xlb_cfg_proxy {
+    uint32_t workers;           /* worker threads; 0 = one per core (default), 1..256 */
+    struct xlb_cfg_listen metrics;      /* default 127.0.0.1:9122 */
+    char access_log[XLB_CFG_PATH_MAX];  /* "stderr" (default), "off" or a file path */
+    char cookie_key_file[XLB_CFG_PATH_MAX]; /* node key of active cookies; default
+                                             * /etc/xlb/cookie.key, created when missing */
+    struct xlb_cfg_acl trusted; /* trusted_proxies (in .allow): clients whose
+                                 * X-Forwarded-For / Forwarded are kept and extended */
+    /* timeouts */
+    uint32_t client_header_ms;  /* first byte of a request to the end of its head; 10s */
+    uint32_t client_body_ms;    /* the client makes no progress sending a request body or
+                                 * reading a response; 30s */
+    uint32_t keepalive_ms;      /* idle client connection between requests; 60s */
+    uint32_t connect_ms;        /* upstream connect; 3s */
+    uint32_t response_ms;       /* request sent to the response head, and a response
+                                 * body makes no progress; 60s */
+    uint32_t upstream_idle_ms;  /* a pooled upstream connection unused; 30s */
+    /* limits */
+    uint32_t max_request_line;  /* 8KiB */
+    uint32_t max_header_size;   /* request line + fields; 32KiB */
+    uint32_t max_header_count;  /* 100 */
+    uint64_t max_body_size;     /* request body; 0 = no limit; default 1GiB */
+    /* upstream */
+    uint32_t pool_max_idle;     /* idle connections kept per real and worker; 32 */
+    uint32_t retries;           /* other reals tried for an idempotent request whose
+                                 * connection failed before any response byte; 2 */
+    uint32_t fail_after;        /* consecutive connection failures that mark a real
+                                 * failed; 1 */
+    uint32_t fail_ms;           /* how long a failed real is not chosen; 10s */
+};
+
 struct xlb_config {
     char path[XLB_CFG_PATH_MAX];
     struct xlb_cfg_node node;
+    struct xlb_cfg_proxy proxy;
     int n_services;
     struct xlb_cfg_service *services;
 };

@@ -15,4 +15,8 @@ struct xlb_err {
 int xlb_errf(struct xlb_err *e, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The syslog level of a --log-level word (err, warning, info, debug): 3, 4,
+ * 6 or 7; -1 for anything else. */
+int xlb_log_level_parse(const char *word);
+
 #endif

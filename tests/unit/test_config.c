@@ -62,7 +62,7 @@ struct bad {
 
 static struct bad bad_cases[] = {
     { "unknown top-level key", "nodes: {}\n",
-      "t.yaml:1:1: nodes: unknown key; allowed: node, services" },
+      "t.yaml:1:1: nodes: unknown key; allowed: node, proxy, services" },
     { "unknown service key", HDR "    prot: tcp\n",
       "t.yaml:5:5: services[0].prot: unknown key; allowed: name, address, ports, protocol, layer, "
       "forwarding, scheduler, drop_on_failure, slow_start, ring_size, adaptive, persistence, acl, "
@@ -74,7 +74,7 @@ static struct bad bad_cases[] = {
       "t.yaml:7:7: services[0].health_check.rise: duplicate key (first at line 6, column 7); "
       "allowed: each key once" },
     { "a key that is not a name", "? [a]\n: 1\n",
-      "t.yaml:1:3: (root): a key must be a name, got a list; allowed: node, services" },
+      "t.yaml:1:3: (root): a key must be a name, got a list; allowed: node, proxy, services" },
     { "list where a mapping is expected", "node: [eth0]\n",
       "t.yaml:1:7: node: expected a mapping, got a list; allowed: a mapping with the keys "
       "interfaces, xdp_mode, bpffs, tunnel_source, gue_port, conn_table_size, rebalance_interval, "
@@ -173,6 +173,31 @@ static struct bad bad_cases[] = {
     { "layer 7 persistence on layer 4", HDR "    persistence: {type: super-http}\n",
       "t.yaml:5:25: services[0].persistence.type: super-http persistence needs a layer 7 service; "
       "allowed on layer 4: none, source-ip" },
+    { "proxy: unknown key", "proxy: {worker: 2}\n",
+      "t.yaml:1:9: proxy.worker: unknown key; allowed: workers, metrics, access_log, "
+      "cookie_key_file, trusted_proxies, timeouts, limits, upstream" },
+    { "proxy: keepalive too short", "proxy:\n  timeouts: {keepalive: 50ms}\n",
+      "t.yaml:2:25: proxy.timeouts.keepalive: 50ms is out of range; allowed: 100ms..1h" },
+    { "proxy: relative access log", "proxy: {access_log: log.txt}\n",
+      "t.yaml:1:21: proxy.access_log: \"log.txt\" is not a log destination; allowed: stderr, "
+      "off or an absolute file path" },
+    { "proxy: request line larger than the head",
+      "proxy:\n  limits: {request_line: 64KiB, header_size: 16KiB}\n",
+      "t.yaml:2:26: proxy.limits.request_line: request_line (65536 bytes) is larger than "
+      "header_size (16384 bytes); allowed: request_line <= header_size" },
+    { "proxy: fail_after 0", "proxy:\n  upstream: {fail_after: 0}\n",
+      "t.yaml:2:26: proxy.upstream.fail_after: 0 is out of range; allowed: 1..1000" },
+    { "layer 4 scheduler on layer 7",
+      L7HDR "    scheduler: wrt\n    reals: [{address: 198.18.20.1}]\n",
+      "t.yaml:6:16: services[0].scheduler: wrt is a layer 4 scheduler; allowed at layer 7: rr, "
+      "wrr, lc, wlc, sh, fixed, maglev" },
+    { "layer 7 real that is the service itself", L7HDR "    reals: [{address: 198.18.10.10}]\n",
+      "t.yaml:6:23: services[0].reals[0].address: 198.18.10.10 port 443 is the service itself; "
+      "allowed: another address, or a port the service does not listen on" },
+    { "layer 7 real address and port twice",
+      L7HDR "    reals: [{address: 198.18.20.1, port: 8080}, {address: 198.18.20.1, port: 8080}]\n",
+      "t.yaml:6:78: services[0].reals[1].port: duplicate real 198.18.20.1 port 8080 (also "
+      "reals[0] at line 6); allowed: each address and port once" },
     { "forwarding on layer 7", L7HDR "    forwarding: nat\n",
       "t.yaml:6:5: services[0].forwarding: a layer 7 service is proxied, not forwarded; allowed: "
       "forwarding with layer: 4" },
@@ -846,6 +871,74 @@ Test(config_good, layer7_every_key_and_inheritance)
     cr_expect_eq(s->compression.n_types, 3);
     cr_expect_not(s->tls.enabled);
     xlb_config_free(c);
+}
+
+Test(config_good, proxy_defaults_every_key_and_l7_reals_sharing_a_host)
+{
+    static const char y[] =
+        "proxy:\n"
+        "  workers: 4\n"
+        "  metrics: {listen: \"127.0.0.1:9200\"}\n"
+        "  access_log: /var/log/xlb/access.log\n"
+        "  cookie_key_file: /etc/xlb/k\n"
+        "  trusted_proxies: [198.18.0.0/24, \"fd00::/64\"]\n"
+        "  timeouts: {client_header: 5s, client_body: 6s, keepalive: 7s, upstream_connect: 1s,\n"
+        "             upstream_response: 9s, upstream_idle: 10s}\n"
+        "  limits: {request_line: 4KiB, header_size: 16KiB, header_count: 50, body_size: 10MiB}\n"
+        "  upstream: {max_idle: 8, retries: 1, fail_after: 3, fail_time: 20s}\n"
+        HDRP("[443]") "    layer: 7\n"
+        "    reals: [{address: 198.18.10.10, port: 8443}, {address: 198.18.20.1, port: 8080},\n"
+        "            {address: 198.18.20.1, port: 8081}, {address: \"fd00::1\", port: 8080}]\n";
+    struct xlb_config *c = parse_ok(y), *d = parse_ok("services: []\n");
+    const struct xlb_cfg_proxy *p = &c->proxy, *q = &d->proxy;
+
+    cr_expect_eq(p->workers, 4);
+    cr_expect_eq(p->metrics.port, 9200);
+    cr_expect_str_eq(p->access_log, "/var/log/xlb/access.log");
+    cr_expect_str_eq(p->cookie_key_file, "/etc/xlb/k");
+    cr_assert_eq(p->trusted.n_allow, 2);
+    cr_expect_eq(p->trusted.allow[1].plen, 64);
+    cr_expect_eq(p->client_header_ms, 5000);
+    cr_expect_eq(p->client_body_ms, 6000);
+    cr_expect_eq(p->keepalive_ms, 7000);
+    cr_expect_eq(p->connect_ms, 1000);
+    cr_expect_eq(p->response_ms, 9000);
+    cr_expect_eq(p->upstream_idle_ms, 10000);
+    cr_expect_eq(p->max_request_line, 4096);
+    cr_expect_eq(p->max_header_size, 16384);
+    cr_expect_eq(p->max_header_count, 50);
+    cr_expect_eq(p->max_body_size, 10u << 20);
+    cr_expect_eq(p->pool_max_idle, 8);
+    cr_expect_eq(p->retries, 1);
+    cr_expect_eq(p->fail_after, 3);
+    cr_expect_eq(p->fail_ms, 20000);
+    cr_assert_eq(c->services[0].n_reals, 4);
+    cr_expect_str_eq(c->services[0].reals[0].name, "198.18.10.10:8443");
+    cr_expect_str_eq(c->services[0].reals[2].name, "198.18.20.1:8081");
+    cr_expect_str_eq(c->services[0].reals[3].name, "[fd00::1]:8080");
+    /* the documented defaults */
+    cr_expect_eq(q->workers, 0);
+    cr_expect(q->metrics.set);
+    cr_expect_eq(q->metrics.port, 9122);
+    cr_expect_str_eq(q->access_log, "stderr");
+    cr_expect_str_eq(q->cookie_key_file, "/etc/xlb/cookie.key");
+    cr_expect_eq(q->trusted.n_allow, 0);
+    cr_expect_eq(q->client_header_ms, 10000);
+    cr_expect_eq(q->client_body_ms, 30000);
+    cr_expect_eq(q->keepalive_ms, 60000);
+    cr_expect_eq(q->connect_ms, 3000);
+    cr_expect_eq(q->response_ms, 60000);
+    cr_expect_eq(q->upstream_idle_ms, 30000);
+    cr_expect_eq(q->max_request_line, 8192);
+    cr_expect_eq(q->max_header_size, 32768);
+    cr_expect_eq(q->max_header_count, 100);
+    cr_expect_eq(q->max_body_size, 1ull << 30);
+    cr_expect_eq(q->pool_max_idle, 32);
+    cr_expect_eq(q->retries, 2);
+    cr_expect_eq(q->fail_after, 1);
+    cr_expect_eq(q->fail_ms, 10000);
+    xlb_config_free(c);
+    xlb_config_free(d);
 }
 
 Test(config_good, later_service_may_not_take_port_80_of_a_redirect)
