@@ -20,6 +20,22 @@
  * them too when the service has drop_on_failure (XLB_REAL_F_RESCHED).  The
  * state markers are written into xlb_reals.flags so that an agent started
  * over running maps adopts them.
+ *
+ * Layer 7.  xlb-proxy balances layer-7 services and checks nothing: each
+ * pool of a layer-7 service (its own reals, each sub-service's reals) is a
+ * record like a layer-4 service, with the same checks, rise/fall, shared
+ * ICMP checks and operator commands, but without a data-plane slot.  Where
+ * a layer-4 decision writes flags and a table, a layer-7 one writes the
+ * real's entry of the pinned xlb_l7_reals hash (state, weight in force,
+ * time of the last change, generation), in the same loop iteration.  The
+ * map is created and pinned at start when missing and reused after a
+ * restart; a converge writes every entry and deletes those of reals the
+ * config no longer has.  An agent started over an existing map adopts what
+ * its entries say: a real "down" stays down until its check passes, a
+ * "drain", or a "halt" of a real the config enables, came from the operator.
+ * Next to it the agent keeps xlb_l7_cmds, created and reused the same way:
+ * the operator's cache flush and purge commands, one entry per (service,
+ * URL) whose generation grows with each repetition (agent_cache_command).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -242,6 +258,249 @@ static int write_flags(struct agent *a, struct agent_real *r, uint32_t f, char *
     return 0;
 }
 
+/* ---- layer 7: xlb_l7_reals ---- */
+
+void agent_l7_key(const struct agent_real *r, struct xlb_l7_key *k)
+{
+    const struct agent_service *s = r->svc;
+
+    memset(k, 0, sizeof(*k));
+    strncpy(k->vs, s->cfg->name, sizeof(k->vs));
+    if (s->sub)
+        strncpy(k->sub, s->sub->name, sizeof(k->sub));
+    k->addr = r->cfg.addr;
+    k->family = r->cfg.family;
+    k->port = r->cfg.port;
+}
+
+static uint32_t l7_state(enum agent_state st)
+{
+    switch (st) {
+    case RS_HALT:
+        return XLB_L7_HALT;
+    case RS_DOWN:
+        return XLB_L7_DOWN;
+    case RS_DRAIN:
+        return XLB_L7_DRAIN;
+    default:
+        return XLB_L7_UP;
+    }
+}
+
+/*
+ * Write r's entry as r is now.  The time of the last change moves only when
+ * the state differs from the one last written (or nothing was written yet);
+ * the generation grows with every write.  effective_weight of a layer-7
+ * real is what the proxy may give it: its weight when up, else 0.
+ */
+static int l7_write(struct agent *a, struct agent_real *r, char *err, size_t errlen)
+{
+    const struct xlb_check *c = r->check ? r->check : r->icmp ? r->icmp->check : NULL;
+    struct xlb_l7_key k;
+    struct xlb_l7_val v = { 0 };
+
+    if (a->l7_fd < 0)
+        return errs(err, errlen, EBADF, "the %s map is not open", XLB_L7_PIN);
+    agent_l7_key(r, &k);
+    v.state = l7_state(agent_real_state(r));
+    v.weight = r->weight;
+    if (!r->l7_written || r->l7_state != v.state || !r->state_change_ms)
+        r->state_change_ms = wall_ms();
+    v.changed_ms = r->state_change_ms;
+    if (c && xlb_check_stats(c)->probes) {
+        double us = xlb_check_stats(c)->last_latency_ms * 1000.0;
+
+        v.check_us = us < 1 ? 1 : us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    }
+    v.gen = r->l7_gen + 1;
+    if (bpf_map_update_elem(a->l7_fd, &k, &v, BPF_ANY)) {
+        int e = errno;
+
+        a->l7_write_errors++;
+        return errs(err, errlen, e, "service %s real %s: cannot write its %s entry: %s",
+                    r->svc->name, r->cfg.name, XLB_L7_PIN, strerror(e));
+    }
+    r->l7_written = true;
+    r->l7_state = v.state;
+    r->l7_gen = v.gen;
+    r->eff_weight = agent_real_usable(r) ? r->weight : 0;
+    return 0;
+}
+
+/* Take what the map says of r (a record without a predecessor): the last
+ * generation and change time, and with adopt_state its state (see the top
+ * of this file). */
+static void l7_adopt(struct agent *a, struct agent_real *r, bool adopt_state)
+{
+    struct xlb_l7_key k;
+    struct xlb_l7_val v;
+
+    agent_l7_key(r, &k);
+    if (a->l7_fd < 0 || bpf_map_lookup_elem(a->l7_fd, &k, &v))
+        return;
+    r->l7_written = true;
+    r->l7_state = v.state;
+    r->l7_gen = v.gen;
+    r->state_change_ms = v.changed_ms;
+    if (!adopt_state)
+        return;
+    if (v.state == XLB_L7_DOWN)
+        r->check_up = false;
+    else if (r->cfg.enabled && (v.state == XLB_L7_DRAIN || v.state == XLB_L7_HALT)) {
+        r->admin = v.state == XLB_L7_DRAIN ? ADMIN_DRAIN : ADMIN_HALT;
+        r->admin_by_operator = true;
+    }
+}
+
+static int l7_key_cmp(const void *x, const void *y)
+{
+    return memcmp(x, y, sizeof(struct xlb_l7_key));
+}
+
+/* Delete the entries of reals that no layer-7 pool of ns has. */
+static void l7_prune(struct agent *a, struct agent_service **ns, int n)
+{
+    struct xlb_l7_key *want = NULL, *gone = NULL, cur, next;
+    size_t nw = 0, ng = 0;
+    void *prev = NULL;
+
+    if (a->l7_fd < 0)
+        return;
+    for (int i = 0; i < n; i++)
+        if (ns[i]->l7)
+            nw += ns[i]->n_reals;
+    want = calloc(nw ? nw : 1, sizeof(*want));
+    gone = calloc(XLB_MAX_L7_REALS, sizeof(*gone));
+    if (!want || !gone) {
+        agent_log(LOG_WARN_, "out of memory: stale %s entries stay", XLB_L7_PIN);
+        goto out;
+    }
+    nw = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; ns[i]->l7 && j < ns[i]->n_reals; j++)
+            agent_l7_key(ns[i]->reals[j], &want[nw++]);
+    qsort(want, nw, sizeof(*want), l7_key_cmp);
+    while (ng < XLB_MAX_L7_REALS && bpf_map_get_next_key(a->l7_fd, prev, &next) == 0) {
+        if (!bsearch(&next, want, nw, sizeof(*want), l7_key_cmp))
+            gone[ng++] = next;
+        cur = next;
+        prev = &cur;
+    }
+    for (size_t i = 0; i < ng; i++) {
+        char abuf[XLB_ADDR_STRLEN];
+
+        bpf_map_delete_elem(a->l7_fd, &gone[i]);
+        agent_log(LOG_INFO_, "layer-7 service %.*s%s%.*s real %s port %u: not in the config: "
+                  "its %s entry is removed", XLB_NAME_LEN, gone[i].vs, gone[i].sub[0] ? "/" : "",
+                  XLB_NAME_LEN, gone[i].sub,
+                  xlb_addr_str(&gone[i].addr, gone[i].family, abuf, sizeof(abuf)),
+                  gone[i].port, XLB_L7_PIN);
+    }
+out:
+    free(want);
+    free(gone);
+}
+
+/*
+ * Open the map pinned as bpffs/pin when it has this type and layout, else
+ * create and pin a new one (a pin of another layout, e.g. from another
+ * version, is replaced with a log line).  Returns an fd, *map_id set, or
+ * -errno with err set.
+ */
+static int pinned_map_open(const char *bpffs, const char *pin, enum bpf_map_type type,
+                           const char *type_name, size_t key_size, size_t value_size,
+                           uint32_t max_entries, uint32_t *map_id, char *err, size_t errlen)
+{
+    struct bpf_map_info info;
+    __u32 len = sizeof(info);
+    char path[XLB_CFG_PATH_MAX + 64];
+    LIBBPF_OPTS(bpf_map_create_opts, opts);
+    int fd, e;
+
+    snprintf(path, sizeof(path), "%s/%s", bpffs, pin);
+    fd = bpf_obj_get(path);
+    if (fd >= 0) {
+        memset(&info, 0, sizeof(info));
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && info.type == type &&
+            info.key_size == key_size && info.value_size == value_size &&
+            info.max_entries == max_entries) {
+            *map_id = info.id;
+            return fd;
+        }
+        agent_log(LOG_WARN_, "%s is not %s of %zu-byte keys and %zu-byte values with %u "
+                  "entries (another version?): replacing it", path, type_name, key_size,
+                  value_size, max_entries);
+        close(fd);
+        if (unlink(path) && errno != ENOENT)
+            return errs(err, errlen, errno, "cannot remove %s: %s", path, strerror(errno));
+    } else if (errno != ENOENT) {
+        return errs(err, errlen, errno, "cannot open %s: %s", path, strerror(errno));
+    }
+    fd = bpf_map_create(type, pin, key_size, value_size, max_entries, &opts);
+    if (fd < 0)
+        return errs(err, errlen, errno, "cannot create the %s map: %s", pin, strerror(errno));
+    if (bpf_obj_pin(fd, path)) {
+        e = errno;
+        close(fd);
+        return errs(err, errlen, e, "cannot pin the %s map at %s: %s", pin, path, strerror(e));
+    }
+    memset(&info, 0, sizeof(info));
+    len = sizeof(info);
+    *map_id = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+    agent_log(LOG_INFO_, "created %s (map id %u) for xlb-proxy", path, *map_id);
+    return fd;
+}
+
+int agent_l7_map_open(const char *bpffs, uint32_t *map_id, char *err, size_t errlen)
+{
+    return pinned_map_open(bpffs, XLB_L7_PIN, BPF_MAP_TYPE_HASH, "a hash",
+                           sizeof(struct xlb_l7_key), sizeof(struct xlb_l7_val),
+                           XLB_MAX_L7_REALS, map_id, err, errlen);
+}
+
+int agent_l7_cmd_map_open(const char *bpffs, uint32_t *map_id, char *err, size_t errlen)
+{
+    return pinned_map_open(bpffs, XLB_L7_CMD_PIN, BPF_MAP_TYPE_LRU_HASH, "an LRU hash",
+                           sizeof(struct xlb_l7_cmd_key), sizeof(struct xlb_l7_cmd_val),
+                           XLB_MAX_L7_CMDS, map_id, err, errlen);
+}
+
+/*
+ * The generation continues from what the map holds, not from a count of
+ * the agent's own, so that it keeps growing across agent restarts and the
+ * proxy never mistakes a new command for one it has run.  An entry the LRU
+ * evicted starts again at 1; the proxy treats a gen it has not seen for a
+ * key as new.
+ */
+int agent_cache_command(struct agent *a, const struct xlb_cfg_service *cfg, const char *url,
+                        uint64_t *gen, char *err, size_t errlen)
+{
+    struct xlb_l7_cmd_key k;
+    struct xlb_l7_cmd_val v;
+    size_t ul = url ? strlen(url) : 0;
+
+    if (a->l7_cmd_fd < 0)
+        return errs(err, errlen, EBADF, "the %s map is not open", XLB_L7_CMD_PIN);
+    if (ul >= sizeof(k.url))
+        return errs(err, errlen, ENAMETOOLONG, "the URL is longer than %zu bytes",
+                    sizeof(k.url) - 1);
+    memset(&k, 0, sizeof(k));
+    strncpy(k.vs, cfg->name, sizeof(k.vs));
+    memcpy(k.url, url ? url : "", ul);
+    if (bpf_map_lookup_elem(a->l7_cmd_fd, &k, &v))
+        v.gen = 0;
+    v.gen++;
+    v.time_ms = wall_ms();
+    if (bpf_map_update_elem(a->l7_cmd_fd, &k, &v, BPF_ANY)) {
+        int e = errno;
+
+        return errs(err, errlen, e, "service %s: cannot write the %s entry: %s", cfg->name,
+                    XLB_L7_CMD_PIN, strerror(e));
+    }
+    *gen = v.gen;
+    return 0;
+}
+
 /*
  * Order of the writes: markers a real loses (RESCHED above all) go before the
  * table, so that flows the new table places on a recovered real are not
@@ -255,6 +514,13 @@ int agent_apply_service(struct agent_service *s, char *err, size_t errlen)
     int rc = 0;
 
     s->dirty = true;
+    if (s->l7) {
+        for (int i = 0; i < s->n_reals && !rc; i++)
+            rc = l7_write(a, s->reals[i], err, errlen);
+        if (!rc)
+            s->dirty = false;
+        return rc;
+    }
     for (int i = 0; i < s->n_reals && !rc; i++)
         rc = write_flags(a, s->reals[i], s->reals[i]->dp_flags & wanted_flags(s->reals[i]),
                          err, errlen);
@@ -272,7 +538,7 @@ static void apply_logged(struct agent_service *s, const char *why)
     char err[512];
 
     if (agent_apply_service(s, err, sizeof(err)))
-        agent_log(LOG_ERR_, "service %s: %s: %s", s->cfg->name, why, err);
+        agent_log(LOG_ERR_, "service %s: %s: %s", s->name, why, err);
 }
 
 /* A real's state may have changed: write it, remember when and how long
@@ -285,9 +551,10 @@ static void state_changed(struct agent_real *r, enum agent_state before, const c
     apply_logged(r->svc, why);
     r->last_apply_us = mono_us() - t0;
     if (now != before) {
-        r->state_change_ms = wall_ms();
+        if (!r->svc->l7)        /* l7_write() took the time */
+            r->state_change_ms = wall_ms();
         agent_log(LOG_INFO_, "service %s real %s: %s -> %s (%s; data plane updated in %.0f us)",
-                  r->svc->cfg->name, r->cfg.name, agent_state_name(before),
+                  r->svc->name, r->cfg.name, agent_state_name(before),
                   agent_state_name(now), why, r->last_apply_us);
     }
 }
@@ -311,8 +578,9 @@ int agent_set_admin(struct agent_real *r, enum agent_admin admin, char *err, siz
         return rc;
     }
     if (agent_real_state(r) != before) {
-        r->state_change_ms = wall_ms();
-        agent_log(LOG_INFO_, "service %s real %s: %s -> %s (operator: %s)", r->svc->cfg->name,
+        if (!r->svc->l7)
+            r->state_change_ms = wall_ms();
+        agent_log(LOG_INFO_, "service %s real %s: %s -> %s (operator: %s)", r->svc->name,
                   r->cfg.name, agent_state_name(before), agent_state_name(agent_real_state(r)),
                   what[admin]);
     }
@@ -337,7 +605,7 @@ int agent_set_weight(struct agent_real *r, uint32_t weight, char *err, size_t er
         agent_apply_service(r->svc, NULL, 0);
         return rc;
     }
-    agent_log(LOG_INFO_, "service %s real %s: weight %u (operator)", r->svc->cfg->name,
+    agent_log(LOG_INFO_, "service %s real %s: weight %u (operator)", r->svc->name,
               r->cfg.name, weight);
     return 0;
 }
@@ -354,8 +622,16 @@ static void real_check_cb(struct xlb_check *c, enum xlb_check_result res, bool c
     if (res == XLB_CHECK_PASS)
         r->rt_ms = r->rt_ms > 0 ? 0.7 * r->rt_ms + 0.3 * st->last_latency_ms
                                 : st->last_latency_ms;
-    if (!changed)
+    if (!changed) {
+        char err[512];
+
+        /* Layer 7: keep check_us fresh for the proxy. */
+        if (r->svc->l7 && l7_write(r->svc->agent, r, err, sizeof(err))) {
+            r->svc->dirty = true;
+            agent_log(LOG_ERR_, "%s", err);
+        }
         return;
+    }
     r->check_up = st->up;
     state_changed(r, before, st->up ? "health check passed" : st->last_detail[0] ?
                   st->last_detail : xlb_check_result_name(res));
@@ -372,7 +648,7 @@ static void icmp_check_cb(struct xlb_check *c, enum xlb_check_result res, bool c
         for (int j = 0; j < a->services[i]->n_reals; j++) {
             struct agent_real *r = a->services[i]->reals[j];
 
-            if (r->icmp == ic && r->svc->cfg->hc.type == XLB_HC_ICMP)
+            if (r->icmp == ic && r->svc->hc->type == XLB_HC_ICMP)
                 xlb_prom_hist_observe(&r->hist, st->last_latency_ms / 1000.0);
         }
     if (!changed)
@@ -400,8 +676,8 @@ static void icmp_check_cb(struct xlb_check *c, enum xlb_check_result res, bool c
 
 static uint16_t check_port(const struct agent_service *s, const struct agent_real *r)
 {
-    if (s->cfg->hc.port)
-        return s->cfg->hc.port;
+    if (s->hc->port)
+        return s->hc->port;
     if (r->cfg.port)
         return r->cfg.port;
     return s->cfg->n_ports ? s->cfg->ports[0] : 0;
@@ -461,11 +737,11 @@ static struct agent_icmp *icmp_get(struct agent *a, const struct xlb_cfg_hc *spe
 
 static int real_start_check(struct agent_service *s, struct agent_real *r)
 {
-    if (s->cfg->hc.type == XLB_HC_NONE || s->cfg->hc.type == XLB_HC_ICMP)
+    if (s->hc->type == XLB_HC_NONE || s->hc->type == XLB_HC_ICMP)
         return 0;
-    r->hc_used = s->cfg->hc;
+    r->hc_used = *s->hc;
     r->hc_port = check_port(s, r);
-    r->check = xlb_check_new(s->agent->loop, &s->cfg->hc, r->cfg.family, &r->cfg.addr,
+    r->check = xlb_check_new(s->agent->loop, s->hc, r->cfg.family, &r->cfg.addr,
                              r->hc_port, r->check_up, real_check_cb, r);
     if (!r->check)
         return -errno;
@@ -514,8 +790,8 @@ static void adaptive_tick(uv_timer_t *t)
     for (int i = 0; i < a->n_services; i++) {
         struct agent_service *s = a->services[i];
 
-        if (s->cfg->scheduler != XLB_SCHED_ADAPTIVE)
-            continue;
+        if (s->l7 || s->cfg->scheduler != XLB_SCHED_ADAPTIVE)
+            continue;           /* layer 7: the proxy's business */
         for (int j = 0; j < s->n_reals; j++) {
             struct agent_real *r = s->reals[j];
 
@@ -553,6 +829,11 @@ void agent_rebalance(struct agent *a)
         struct xlb_counters c;
         bool limits = false, ramping = false;
 
+        if (s->l7) {
+            if (s->dirty)
+                apply_logged(s, "retrying a failed update");
+            continue;
+        }
         for (int j = 0; j < s->n_reals; j++) {
             struct agent_real *r = s->reals[j];
             bool was = agent_real_usable(r);
@@ -578,7 +859,7 @@ static void wrt_tick(uv_timer_t *t)
     struct agent *a = t->data;
 
     for (int i = 0; i < a->n_services; i++)
-        if (a->services[i]->cfg->scheduler == XLB_SCHED_WRT)
+        if (!a->services[i]->l7 && a->services[i]->cfg->scheduler == XLB_SCHED_WRT)
             apply_logged(a->services[i], "response times");
 }
 
@@ -941,6 +1222,109 @@ static void release_unwanted(struct agent *a, const struct xlb_config *cfg)
     }
 }
 
+/* A new record of real c of s, carrying o's runtime state when o (the
+ * record of the same real before a reload) is given. */
+static struct agent_real *real_new(struct agent_service *s, const struct xlb_cfg_real *c,
+                                   struct agent_real *o, bool adopt)
+{
+    struct agent_real *r = calloc(1, sizeof(*r));
+
+    if (!r)
+        return NULL;
+    r->cfg = *c;
+    r->svc = s;
+    r->load = -1;
+    r->check_up = true;
+    r->weight = c->weight;
+    r->admin = c->enabled ? ADMIN_NONE : ADMIN_HALT;
+    xlb_prom_hist_init(&r->hist, check_buckets, sizeof(check_buckets) / sizeof(check_buckets[0]));
+    if (o) {
+        /* Unchanged real: runtime state stays, unless the config
+         * changed what the operator had overridden. */
+        if (o->cfg.enabled == c->enabled) {
+            r->admin = o->admin;
+            r->admin_by_operator = o->admin_by_operator;
+        }
+        if (o->weight_set && o->cfg.weight == c->weight) {
+            r->weight = o->weight;
+            r->weight_set = true;
+        }
+        r->check_up = o->check_up;
+        r->active = o->active;
+        r->load = o->load;
+        r->rt_ms = o->rt_ms;
+        r->hist = o->hist;
+        r->usable_since_ms = o->usable_since_ms;
+        r->was_up = o->was_up;
+        r->state_change_ms = o->state_change_ms;
+        r->next_fetch_ms = o->next_fetch_ms;
+        r->l7_written = o->l7_written;
+        r->l7_state = o->l7_state;
+        r->l7_gen = o->l7_gen;
+        r->prev = o;
+    } else {
+        r->usable_since_ms = adopt ? 0 : wall_ms();
+        r->was_up = true;
+    }
+    return r;
+}
+
+/* The old record of a layer-7 real: same address and port. */
+static struct agent_real *l7_real_by_key(struct agent_service *old, const struct xlb_cfg_real *c)
+{
+    for (int i = 0; old && i < old->n_reals; i++) {
+        struct agent_real *r = old->reals[i];
+
+        if (r->cfg.family == c->family && !memcmp(&r->cfg.addr, &c->addr, sizeof(c->addr)) &&
+            r->cfg.port == c->port)
+            return r;
+    }
+    return NULL;
+}
+
+/* The record of one pool of layer-7 service c: its own reals (sub NULL) or
+ * those of sub-service sub. */
+static int l7_pool(struct agent *a, struct xlb_cfg_service *c, const struct xlb_cfg_sub *sub,
+                   bool adopt, struct agent_service **out, char *err, size_t errlen)
+{
+    struct agent_service *s = calloc(1, sizeof(*s)), *old;
+    int nr = sub ? sub->n_reals : c->n_reals;
+    const struct xlb_cfg_real *reals = sub ? sub->reals : c->reals;
+
+    if (!s || !(s->reals = calloc(nr ? nr : 1, sizeof(*s->reals)))) {
+        free(s);
+        return errs(err, errlen, ENOMEM, "out of memory");
+    }
+    *out = s;
+    s->cfg = c;
+    s->agent = a;
+    s->l7 = true;
+    s->sub = sub;
+    if (sub)
+        snprintf(s->name, sizeof(s->name), "%s/%s", c->name, sub->name);
+    else
+        snprintf(s->name, sizeof(s->name), "%s", c->name);
+    s->hc = sub ? &sub->hc : &c->hc;
+    s->scheduler = sub ? sub->scheduler : c->scheduler;
+    s->persistence = sub ? &sub->persistence : &c->persistence;
+    s->sched = xlb_sched_get(s->scheduler);
+    s->expected_new = 1;
+    old = agent_find_service(a, s->name);
+    if (old && !old->l7)
+        old = NULL;
+    for (int j = 0; j < nr; j++) {
+        struct agent_real *o = l7_real_by_key(old, &reals[j]);
+        struct agent_real *r = real_new(s, &reals[j], o, adopt);
+
+        if (!r)
+            return errs(err, errlen, ENOMEM, "out of memory");
+        s->reals[s->n_reals++] = r;
+        if (!o)
+            l7_adopt(a, r, adopt);
+    }
+    return 0;
+}
+
 /*
  * Converge to cfg.  Old records (NULL at the first start) carry runtime
  * state: operator state, check decisions, running checks.  adopt: take the
@@ -951,9 +1335,11 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
 {
     struct xlb_err e;
     struct agent_service **ns = NULL;
-    int n = 0, rc = 0;
+    int n = 0, npools = 0, rc = 0;
 
-    ns = calloc(cfg->n_services ? cfg->n_services : 1, sizeof(*ns));
+    for (int i = 0; i < cfg->n_services; i++)
+        npools += cfg->services[i].layer == 7 ? 1 + cfg->services[i].n_subs : 1;
+    ns = calloc(npools ? npools : 1, sizeof(*ns));
     if (!ns)
         return errs(err, errlen, ENOMEM, "out of memory");
     release_unwanted(a, cfg);
@@ -972,7 +1358,7 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
         struct agent_service *old = agent_find_service(a, c->name), *s;
 
         if (c->layer != 4)
-            continue;           /* the proxy's */
+            continue;           /* below */
         s = calloc(1, sizeof(*s));
         if (!s || !(s->reals = calloc(c->n_reals ? c->n_reals : 1, sizeof(*s->reals)))) {
             free(s);
@@ -982,6 +1368,10 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
         ns[n++] = s;
         s->cfg = c;
         s->agent = a;
+        snprintf(s->name, sizeof(s->name), "%s", c->name);
+        s->hc = &c->hc;
+        s->scheduler = c->scheduler;
+        s->persistence = &c->persistence;
         s->sched = xlb_sched_get(c->scheduler);
         s->expected_new = old ? old->expected_new : 1;
         rc = dp_service(a, s, err, errlen);
@@ -996,49 +1386,27 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
                 s->prev_new_flows = cnt.new_flows;
         }
         for (int j = 0; j < c->n_reals; j++) {
-            struct xlb_cfg_real *rc_ = &c->reals[j];
-            struct agent_real *o = old && old->vs_id == s->vs_id ? real_by_addr(old, rc_) : NULL;
-            struct agent_real *r = calloc(1, sizeof(*r));
+            struct agent_real *o = old && !old->l7 && old->vs_id == s->vs_id ?
+                                   real_by_addr(old, &c->reals[j]) : NULL;
+            struct agent_real *r = real_new(s, &c->reals[j], o, adopt);
 
             if (!r) {
                 rc = errs(err, errlen, ENOMEM, "out of memory");
                 goto fail;
             }
             s->reals[s->n_reals++] = r;
-            r->cfg = *rc_;
-            r->svc = s;
-            r->load = -1;
-            r->check_up = true;
-            r->weight = rc_->weight;
-            r->admin = rc_->enabled ? ADMIN_NONE : ADMIN_HALT;
-            xlb_prom_hist_init(&r->hist, check_buckets,
-                               sizeof(check_buckets) / sizeof(check_buckets[0]));
-            if (o) {
-                /* Unchanged real: runtime state stays, unless the config
-                 * changed what the operator had overridden. */
-                if (o->cfg.enabled == rc_->enabled) {
-                    r->admin = o->admin;
-                    r->admin_by_operator = o->admin_by_operator;
-                }
-                if (o->weight_set && o->cfg.weight == rc_->weight) {
-                    r->weight = o->weight;
-                    r->weight_set = true;
-                }
-                r->check_up = o->check_up;
-                r->active = o->active;
-                r->load = o->load;
-                r->rt_ms = o->rt_ms;
-                r->hist = o->hist;
-                r->usable_since_ms = o->usable_since_ms;
-                r->was_up = o->was_up;
-                r->state_change_ms = o->state_change_ms;
-                r->next_fetch_ms = o->next_fetch_ms;
-                r->prev = o;
-            } else {
-                r->usable_since_ms = adopt ? 0 : wall_ms();
-                r->was_up = true;
-            }
             rc = dp_real(a, s, r, adopt && !o, err, errlen);
+            if (rc)
+                goto fail;
+        }
+    }
+    for (int i = 0; i < cfg->n_services; i++) {
+        struct xlb_cfg_service *c = &cfg->services[i];
+
+        for (int k = -1; c->layer == 7 && k < c->n_subs; k++) {
+            rc = l7_pool(a, c, k < 0 ? NULL : &c->subs[k], adopt, &ns[n], err, errlen);
+            if (ns[n])
+                n++;
             if (rc)
                 goto fail;
         }
@@ -1053,16 +1421,15 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
 
             r->icmp = NULL;
             for (int k = 0; k < n; k++)
-                if (ns[k]->cfg->hc.type == XLB_HC_ICMP &&
-                    real_by_addr(ns[k], &r->cfg) != NULL) {
+                if (ns[k]->hc->type == XLB_HC_ICMP && real_by_addr(ns[k], &r->cfg) != NULL) {
                     /* Up, unless this real was adopted down by an ICMP check. */
-                    r->icmp = icmp_get(a, &ns[k]->cfg->hc, r->cfg.family, &r->cfg.addr,
-                                       ns[i]->cfg->hc.type != XLB_HC_ICMP || r->check_up);
+                    r->icmp = icmp_get(a, ns[k]->hc, r->cfg.family, &r->cfg.addr,
+                                       ns[i]->hc->type != XLB_HC_ICMP || r->check_up);
                     break;
                 }
             /* Without a check of its own the service's decision is "up";
              * an adopted "down" lives on in the ICMP check's start. */
-            if (ns[i]->cfg->hc.type == XLB_HC_NONE || ns[i]->cfg->hc.type == XLB_HC_ICMP)
+            if (ns[i]->hc->type == XLB_HC_NONE || ns[i]->hc->type == XLB_HC_ICMP)
                 r->check_up = true;
         }
 
@@ -1071,8 +1438,10 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
         rc = agent_apply_service(ns[i], err, errlen);
         if (rc)
             goto fail;
-        dp_prune_reals(a, ns[i]);
+        if (!ns[i]->l7)
+            dp_prune_reals(a, ns[i]);
     }
+    l7_prune(a, ns, n);
 
     /* Checks: a running check that checks the same thing moves to the new
      * record; the others start afresh. */
@@ -1083,7 +1452,7 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
             struct agent_real *r = s->reals[j], *o = r->prev;
 
             r->prev = NULL;
-            if (o && o->check && !memcmp(&o->hc_used, &s->cfg->hc, sizeof(s->cfg->hc)) &&
+            if (o && o->check && !memcmp(&o->hc_used, s->hc, sizeof(*s->hc)) &&
                 o->hc_port == check_port(s, r)) {
                 r->check = o->check;
                 r->hc_used = o->hc_used;
@@ -1094,7 +1463,7 @@ static int converge(struct agent *a, struct xlb_config *cfg, bool adopt, char *e
             }
             if ((rc = real_start_check(s, r)))
                 agent_log(LOG_ERR_, "service %s real %s: cannot start the health check: %s",
-                          s->cfg->name, r->cfg.name, strerror(-rc));
+                          s->name, r->cfg.name, strerror(-rc));
         }
     }
 
@@ -1120,7 +1489,7 @@ fail:
 struct agent_service *agent_find_service(struct agent *a, const char *name)
 {
     for (int i = 0; i < a->n_services; i++)
-        if (!strcmp(a->services[i]->cfg->name, name))
+        if (!strcmp(a->services[i]->name, name))
             return a->services[i];
     return NULL;
 }
@@ -1144,6 +1513,15 @@ struct agent_real *agent_find_real(struct agent_service *s, const char *key)
 /* ---- validation beyond the reader ---- */
 
 /* ---- start, reload, stop ---- */
+
+static int count_l7(const struct agent *a)
+{
+    int n = 0;
+
+    for (int i = 0; i < a->n_services; i++)
+        n += a->services[i]->l7;
+    return n;
+}
 
 static int read_file(const char *path, char **text, size_t *len)
 {
@@ -1312,6 +1690,7 @@ int agent_start(struct agent *a, uv_loop_t *loop, const char *cfg_path, char *er
     int rc;
 
     memset(a, 0, sizeof(*a));
+    a->l7_fd = a->l7_cmd_fd = -1;
     a->loop = loop;
     snprintf(a->cfg_path, sizeof(a->cfg_path), "%s", cfg_path);
     a->active_buf = calloc(XLB_MAX_REALS, sizeof(*a->active_buf));
@@ -1323,6 +1702,13 @@ int agent_start(struct agent *a, uv_loop_t *loop, const char *cfg_path, char *er
         goto fail;
     rc = open_dataplane(a, err, errlen);
     if (rc)
+        goto fail;
+    rc = a->l7_fd = agent_l7_map_open(a->cfg->node.bpffs, &a->l7_map_id, err, errlen);
+    if (rc < 0)
+        goto fail;
+    rc = a->l7_cmd_fd = agent_l7_cmd_map_open(a->cfg->node.bpffs, &a->l7_cmd_map_id, err,
+                                              errlen);
+    if (rc < 0)
         goto fail;
     rc = converge(a, a->cfg, true, err, errlen);
     if (rc)
@@ -1348,7 +1734,8 @@ int agent_start(struct agent *a, uv_loop_t *loop, const char *cfg_path, char *er
                    a->cfg->node.rebalance_ms);
     uv_timer_start(&a->wrt, wrt_tick, WRT_INTERVAL_MS, WRT_INTERVAL_MS);
     uv_timer_start(&a->adaptive, adaptive_tick, 0, ADAPTIVE_TICK_MS);
-    agent_log(LOG_INFO_, "running %d layer-4 services from %s", a->n_services, cfg_path);
+    agent_log(LOG_INFO_, "running %d layer-4 services and %d layer-7 pools from %s",
+              a->n_services - count_l7(a), count_l7(a), cfg_path);
     return 0;
 fail:
     agent_log(LOG_ERR_, "%s", err);
@@ -1408,7 +1795,8 @@ int agent_reload(struct agent *a, char *err, size_t errlen)
     a->last_reload_error[0] = '\0';
     if (uv_is_active((uv_handle_t *)&a->rebalance))
         uv_timer_set_repeat(&a->rebalance, cfg->node.rebalance_ms);
-    agent_log(LOG_INFO_, "reloaded %s: %d layer-4 services", a->cfg_path, a->n_services);
+    agent_log(LOG_INFO_, "reloaded %s: %d layer-4 services and %d layer-7 pools", a->cfg_path,
+              a->n_services - count_l7(a), count_l7(a));
     return 0;
 }
 
@@ -1446,6 +1834,12 @@ void agent_stop(struct agent *a)
     a->n_icmp = 0;
     xlb_dp_close(a->dp);
     a->dp = NULL;
+    if (a->l7_fd >= 0)
+        close(a->l7_fd);
+    a->l7_fd = -1;
+    if (a->l7_cmd_fd >= 0)
+        close(a->l7_cmd_fd);
+    a->l7_cmd_fd = -1;
     xlb_config_free(a->cfg);
     a->cfg = NULL;
     free(a->cfg_text);

@@ -5,6 +5,12 @@
  * state and data-plane slot, and the calls that keep the data plane equal to
  * that state.
  *
+ * Layer-7 services have no data-plane slot: each pool of reals (the
+ * service's own, named "SERVICE", and each sub-service's, "SERVICE/SUB") is
+ * a record with l7 set whose reals are checked and commanded like layer-4
+ * ones, and whose state goes into the pinned xlb_l7_reals map that
+ * xlb-proxy reads (bpf/xlb_abi.h).
+ *
  * Everything runs on one libuv loop.  A health-check decision, an operator
  * command and a reload all end in agent_apply_service(), which writes the
  * real's flags and installs a new selection table before returning, so the
@@ -71,13 +77,26 @@ struct agent_real {
     uint64_t next_fetch_ms;     /* adaptive: loop time of the next load fetch */
     uint64_t state_change_ms;   /* wall clock of the last state change */
     double last_apply_us;       /* decision -> data plane, last change */
+    /* layer 7: the xlb_l7_reals entry as last written */
+    bool l7_written;
+    uint32_t l7_state;          /* enum xlb_l7_state */
+    uint32_t l7_gen;
     struct xlb_prom_hist hist;  /* check durations, seconds */
 };
+
+/* Longest pool name: "SERVICE/SUB". */
+#define AGENT_POOL_NAME_LEN (2 * XLB_NAME_LEN + 2)
 
 struct agent_service {
     struct xlb_cfg_service *cfg;    /* points into agent->cfg */
     struct agent *agent;
-    uint32_t vs_id;
+    char name[AGENT_POOL_NAME_LEN]; /* cfg->name, or "SERVICE/SUB" for a sub-service pool */
+    bool l7;                    /* a layer-7 pool: state in xlb_l7_reals, no vs_id */
+    const struct xlb_cfg_sub *sub;  /* layer 7: the sub-service, NULL for the own reals */
+    const struct xlb_cfg_hc *hc;    /* the check in force: cfg->hc or sub->hc */
+    enum xlb_cfg_sched scheduler;   /* cfg's or sub's */
+    const struct xlb_cfg_persistence *persistence;
+    uint32_t vs_id;             /* layer 4 only */
     const struct xlb_sched *sched;
     int n_reals;
     struct agent_real **reals;  /* each allocated alone: checks keep pointers */
@@ -97,6 +116,11 @@ struct agent {
     struct xlb_dp *dp;
     struct xlb_maps maps;
     bool maps_owned;            /* maps opened from pins rather than dp */
+    int l7_fd;                  /* xlb_l7_reals, pinned in node.bpffs; -1 = none */
+    uint32_t l7_map_id;
+    uint64_t l7_write_errors;
+    int l7_cmd_fd;              /* xlb_l7_cmds, pinned next to it; -1 = none */
+    uint32_t l7_cmd_map_id;
     int n_services;
     struct agent_service **services;
     int n_icmp;
@@ -138,13 +162,33 @@ int agent_set_weight(struct agent_real *r, uint32_t weight, char *err, size_t er
  * (every rebalance interval). */
 void agent_rebalance(struct agent *a);
 
-/* Recompute the service's table and the real flags and write them. */
+/* Recompute the service's table and the real flags and write them; for a
+ * layer-7 pool, write the xlb_l7_reals entry of each of its reals. */
 int agent_apply_service(struct agent_service *s, char *err, size_t errlen);
+
+/* The xlb_l7_reals key of a layer-7 real (zero-padded). */
+void agent_l7_key(const struct agent_real *r, struct xlb_l7_key *k);
+/* Open the pinned xlb_l7_reals of bpffs, or create and pin it when it is
+ * missing or has another layout.  Returns an fd or -errno with err set. */
+int agent_l7_map_open(const char *bpffs, uint32_t *map_id, char *err, size_t errlen);
+/* The same for xlb_l7_cmds, the proxy's command map (cache flush/purge). */
+int agent_l7_cmd_map_open(const char *bpffs, uint32_t *map_id, char *err, size_t errlen);
+
+/* Cache commands of a layer-7 service (cfg is its config).  url NULL or ""
+ * flushes the whole cache, else purges that URL (checked by the caller).
+ * Writes the xlb_l7_cmds entry with the generation after the one the map
+ * holds (1 when new) and the wall clock; returns 0 with *gen set or -errno
+ * with err set. */
+int agent_cache_command(struct agent *a, const struct xlb_cfg_service *cfg, const char *url,
+                        uint64_t *gen, char *err, size_t errlen);
 
 /* HTTP handlers (api.c, metrics.c). */
 void agent_metrics_handler(const struct xlb_http_req *req, struct xlb_http_resp *resp, void *arg);
 void agent_api_handler(const struct xlb_http_req *req, struct xlb_http_resp *resp, void *arg);
 int agent_metrics_write(struct agent *a, struct xlb_buf *b);
+/* The status page (status.c), on the API listener without the token: answers
+ * its own paths (/, /status, /status.css, /status.js) and returns true. */
+bool agent_status_handler(const struct xlb_http_req *req, struct xlb_http_resp *resp);
 
 /* Logging: syslog-style level words on stderr. */
 void agent_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "xlb_err.h"
 
 static const char usage_text[] =
 "usage: xlb-agent --config FILE [--log-level err|warning|info|debug]\n"
@@ -57,7 +58,7 @@ int main(int argc, char **argv)
     struct agent a;
     uv_loop_t loop;
     char err[1024];
-    int c, rc;
+    int c, rc, lvl;
 
     while ((c = getopt_long(argc, argv, "c:k:l:h", opts, NULL)) != -1) {
         switch (c) {
@@ -68,18 +69,11 @@ int main(int argc, char **argv)
             check = optarg;
             break;
         case 'l':
-            if (!strcmp(optarg, "err"))
-                agent_log_level = LOG_ERR_;
-            else if (!strcmp(optarg, "warning"))
-                agent_log_level = LOG_WARN_;
-            else if (!strcmp(optarg, "info"))
-                agent_log_level = LOG_INFO_;
-            else if (!strcmp(optarg, "debug"))
-                agent_log_level = LOG_DEBUG_;
-            else {
+            if ((lvl = xlb_log_level_parse(optarg)) < 0) {
                 fprintf(stderr, "xlb-agent: --log-level must be err, warning, info or debug\n");
                 return 2;
             }
+            agent_log_level = lvl;
             break;
         case 'h':
             fputs(usage_text, stdout);

@@ -3,7 +3,10 @@
  * metrics.c - GET /metrics: the agent's state and the data plane's counters
  * in the Prometheus text format 0.0.4.  Counters are read from the per-CPU
  * maps at scrape time; active flows are those of the last rebalance scan.
- * Every metric is listed with its meaning in docs/metrics.md.
+ * Layer-7 pools (vs="SERVICE" or "SERVICE/SUB") have the agent's own
+ * gauges (state, weights, checks) but no data-plane counters: xlb-proxy
+ * exports those.  Every metric is listed with its meaning in
+ * docs/metrics.md.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,10 +31,12 @@ static int service_counters(struct agent *a, struct xlb_buf *b)
         FAM(b, m[k].name, "counter", m[k].help);
         for (int i = 0; i < a->n_services; i++) {
             struct agent_service *s = a->services[i];
-            const char *l[] = { "vs", s->cfg->name, NULL };
+            const char *l[] = { "vs", s->name, NULL };
             struct xlb_counters c = {};
             __u64 v[3];
 
+            if (s->l7)
+                continue;
             xlb_counters_read(a->maps.vs_stats, s->vs_id, &c);
             v[0] = c.packets, v[1] = c.bytes, v[2] = c.new_flows;
             U64(b, m[k].name, l, v[m[k].field]);
@@ -41,9 +46,11 @@ static int service_counters(struct agent *a, struct xlb_buf *b)
         "Active flows of the service at the last connection-table scan.");
     for (int i = 0; i < a->n_services; i++) {
         struct agent_service *s = a->services[i];
-        const char *l[] = { "vs", s->cfg->name, NULL };
+        const char *l[] = { "vs", s->name, NULL };
         uint64_t sum = 0;
 
+        if (s->l7)
+            continue;
         for (int j = 0; j < s->n_reals; j++)
             sum += s->reals[j]->active;
         U64(b, "xlb_service_active_flows", l, sum);
@@ -52,7 +59,7 @@ static int service_counters(struct agent *a, struct xlb_buf *b)
         "Real servers of the service that receive new flows.");
     for (int i = 0; i < a->n_services; i++) {
         struct agent_service *s = a->services[i];
-        const char *l[] = { "vs", s->cfg->name, NULL };
+        const char *l[] = { "vs", s->name, NULL };
         uint64_t n = 0;
 
         for (int j = 0; j < s->n_reals; j++)
@@ -73,9 +80,9 @@ static int real_counters(struct agent *a, struct xlb_buf *b)
     for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
         FAM(b, m[k].name, "counter", m[k].help);
         for (int i = 0; i < a->n_services; i++)
-            for (int j = 0; j < a->services[i]->n_reals; j++) {
+            for (int j = 0; !a->services[i]->l7 && j < a->services[i]->n_reals; j++) {
                 struct agent_real *r = a->services[i]->reals[j];
-                const char *l[] = { "vs", a->services[i]->cfg->name, "rs", r->cfg.name, NULL };
+                const char *l[] = { "vs", a->services[i]->name, "rs", r->cfg.name, NULL };
                 struct xlb_counters c = {};
                 __u64 v[3];
 
@@ -95,15 +102,16 @@ static uint64_t g_check(const struct agent_real *r)
     return r->check_up && (!r->icmp || r->icmp->up);
 }
 
-/* One gauge family with a sample per (service, real). */
+/* One gauge family with a sample per (service, real); without l7, only
+ * for layer-4 services. */
 static int real_gauge(struct agent *a, struct xlb_buf *b, const char *name, const char *help,
-                      uint64_t (*get)(const struct agent_real *))
+                      uint64_t (*get)(const struct agent_real *), bool l7)
 {
     FAM(b, name, "gauge", help);
     for (int i = 0; i < a->n_services; i++)
-        for (int j = 0; j < a->services[i]->n_reals; j++) {
+        for (int j = 0; (l7 || !a->services[i]->l7) && j < a->services[i]->n_reals; j++) {
             struct agent_real *r = a->services[i]->reals[j];
-            const char *l[] = { "vs", a->services[i]->cfg->name, "rs", r->cfg.name, NULL };
+            const char *l[] = { "vs", a->services[i]->name, "rs", r->cfg.name, NULL };
 
             U64(b, name, l, get(r));
         }
@@ -116,7 +124,7 @@ static int real_gauges(struct agent *a, struct xlb_buf *b)
 
     if ((rc = real_gauge(a, b, "xlb_real_active_flows",
                          "Active flows on the real server at the last connection-table scan.",
-                         g_active)))
+                         g_active, false)))
         return rc;
     FAM(b, "xlb_real_state", "gauge",
         "State of the real server: 1 for its current state, 0 for the others.");
@@ -126,7 +134,7 @@ static int real_gauges(struct agent *a, struct xlb_buf *b)
             enum agent_state st = agent_real_state(r);
 
             for (int k = RS_UP; k <= RS_HALT; k++) {
-                const char *l[] = { "vs", a->services[i]->cfg->name, "rs", r->cfg.name,
+                const char *l[] = { "vs", a->services[i]->name, "rs", r->cfg.name,
                                     "state", agent_state_name(k), NULL };
 
                 U64(b, "xlb_real_state", l, st == (enum agent_state)k);
@@ -134,19 +142,20 @@ static int real_gauges(struct agent *a, struct xlb_buf *b)
         }
     if ((rc = real_gauge(a, b, "xlb_real_weight",
                          "Weight of the real server (configured or set by the operator).",
-                         g_weight)) ||
+                         g_weight, true)) ||
         (rc = real_gauge(a, b, "xlb_real_effective_weight",
                          "Share the scheduler gave the real server in the selection table.",
-                         g_eff)) ||
+                         g_eff, true)) ||
         (rc = real_gauge(a, b, "xlb_real_check_up",
-                         "Health-check decision for the real server: 1 up, 0 down.", g_check)))
+                         "Health-check decision for the real server: 1 up, 0 down.", g_check,
+                         true)))
         return rc;
     FAM(b, "xlb_real_check_duration_seconds", "histogram",
         "Duration of the real server's health-check probes.");
     for (int i = 0; i < a->n_services; i++)
         for (int j = 0; j < a->services[i]->n_reals; j++) {
             struct agent_real *r = a->services[i]->reals[j];
-            const char *l[] = { "vs", a->services[i]->cfg->name, "rs", r->cfg.name, NULL };
+            const char *l[] = { "vs", a->services[i]->name, "rs", r->cfg.name, NULL };
 
             if (xlb_prom_hist_write(b, "xlb_real_check_duration_seconds", l, &r->hist))
                 return -ENOMEM;
@@ -196,6 +205,9 @@ static int reloads(struct agent *a, struct xlb_buf *b)
     if (xlb_prom_sample(b, "xlb_config_last_reload_timestamp_seconds", NULL,
                         a->last_reload_time))
         return -ENOMEM;
+    FAM(b, "xlb_l7_map_write_errors_total", "counter",
+        "Failed writes of layer-7 real states into the xlb_l7_reals map.");
+    U64(b, "xlb_l7_map_write_errors_total", NULL, a->l7_write_errors);
     return 0;
 }
 

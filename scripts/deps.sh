@@ -7,8 +7,9 @@ PKGS=(
     make gcc clang llvm pkg-config
     libbpf-dev libxdp-dev bpftool libelf-dev zlib1g-dev
     libjansson-dev libuv1-dev libssl-dev libyaml-dev libcriterion-dev
+    libpcre2-dev libbrotli-dev libzstd-dev libdeflate-dev
     iproute2 ethtool tcpdump python3 util-linux curl prometheus
-    systemd man-db groff-base binutils
+    systemd man-db groff-base binutils jq chromium chromium-driver fonts-dejavu-core
 )
 
 missing=()

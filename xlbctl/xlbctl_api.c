@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * xlbctl's commands that talk to a running xlb-agent over its JSON API:
- * list, drain, halt, enable, weight, reload, config.
+ * list, drain, halt, enable, weight, cache, reload, config.
  *
  * The agent is found at --api HOST:PORT (or $XLB_API, default
  * 127.0.0.1:9121), or at node.api.listen of --config FILE; the bearer token
@@ -274,8 +274,8 @@ static void urlenc(const char *s, char *out, size_t n)
 
 bool xlbctl_is_api_command(const char *cmd)
 {
-    static const char *const cmds[] = { "list", "drain", "halt", "enable", "weight", "reload",
-                                        "config", NULL };
+    static const char *const cmds[] = { "list", "drain", "halt", "enable", "weight", "cache",
+                                        "reload", "config", NULL };
 
     for (int i = 0; cmds[i]; i++)
         if (!strcmp(cmd, cmds[i]))
@@ -337,6 +337,36 @@ int xlbctl_api_main(const char *cmd, int argc, char **argv)
         snprintf(msg, sizeof(msg), "service %s real %s: state %s, weight %lld", a.pos[0],
                  a.pos[1], status < 300 ? str(j, "state") : "",
                  (long long)json_integer_value(json_object_get(j, "weight")));
+        return print_or_fail(&a, j, status, msg);
+    }
+    if (!strcmp(cmd, "cache")) {
+        bool purge = a.npos && !strcmp(a.pos[0], "purge");
+        char *body = NULL;
+
+        if (!a.npos || (!purge && strcmp(a.pos[0], "flush")))
+            xlbctl_usage_exit("cache flush SERVICE | cache purge SERVICE URL");
+        if (a.npos != (purge ? 3 : 2))
+            xlbctl_usage_exit(purge ? "cache purge SERVICE URL" : "cache flush SERVICE");
+        if (purge) {
+            json_t *b = json_pack("{s:s}", "url", a.pos[2]);
+
+            body = b ? json_dumps(b, JSON_COMPACT) : NULL;
+            json_decref(b);
+            if (!body)
+                return die(&a, "the URL is not valid UTF-8: percent-encode it");
+        }
+        urlenc(a.pos[1], s1, sizeof(s1));
+        snprintf(path, sizeof(path), "/api/v1/services/%s/cache/%s", s1, a.pos[0]);
+        j = call(&a, "POST", path, purge ? body : "", &status);
+        free(body);
+        if (!j)
+            return 1;
+        if (purge)
+            snprintf(msg, sizeof(msg), "service %s: cache purge of %.160s sent (gen %lld)",
+                     a.pos[1], a.pos[2], (long long)json_integer_value(json_object_get(j, "gen")));
+        else
+            snprintf(msg, sizeof(msg), "service %s: cache flush sent (gen %lld)", a.pos[1],
+                     (long long)json_integer_value(json_object_get(j, "gen")));
         return print_or_fail(&a, j, status, msg);
     }
     if (!strcmp(cmd, "reload")) {
