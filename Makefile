@@ -28,8 +28,9 @@ endif
 
 CFLAGS   ?= -O2 -g
 XCFLAGS  := -std=gnu11 -Wall -Wextra -Werror -MMD -MP \
-            -Ibpf -Icommon -Iloader -Iagent -Itests/lib -Itests/tools -I$(BUILD)
-LDLIBS   := -lxdp -lbpf -lelf -lz -ljansson -lyaml -luv -lssl -lcrypto -lm
+            -Ibpf -Icommon -Iloader -Iagent -Iproxy -Itests/lib -Itests/tools -I$(BUILD)
+LDLIBS   := -lxdp -lbpf -lelf -lz -ljansson -lyaml -luv -lssl -lcrypto -lpcre2-8 \
+            -lbrotlienc -lbrotlidec -lzstd -ldeflate -lm -lpthread
 ifeq ($(SANITIZE),1)
 XCFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS  += -fsanitize=address,undefined
@@ -53,15 +54,19 @@ LIB         := $(BUILD)/libxlb.a
 AGENT_SRCS  := $(filter-out agent/main.c,$(wildcard agent/*.c))
 AGENT_OBJS  := $(AGENT_SRCS:%.c=$(OBJ)/%.o)
 AGENT_LIB   := $(BUILD)/libxlbagent.a
+# The same for the proxy.
+PROXY_SRCS  := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+PROXY_OBJS  := $(PROXY_SRCS:%.c=$(OBJ)/%.o)
+PROXY_LIB   := $(BUILD)/libxlbproxy.a
 
 UNIT_SRCS   := $(wildcard tests/unit/*.c) tests/lib/test_pkt.c tests/lib/pkt.c
 BPFT_SRCS   := $(wildcard tests/bpf/*.c) tests/lib/pkt.c
-TOOLS       := $(BUILD)/tests/xlbt-namesrv $(BUILD)/tests/xlbt-client
+TOOLS       := $(BUILD)/tests/xlbt-namesrv $(BUILD)/tests/xlbt-client $(BUILD)/tests/xlbt-backend
 
-BINS := $(BUILD)/xlbctl $(BUILD)/xlb-agent $(BUILD)/tests/unit $(BUILD)/tests/bpf $(TOOLS) \
+BINS := $(BUILD)/xlbctl $(BUILD)/xlb-agent $(BUILD)/xlb-proxy $(BUILD)/tests/unit $(BUILD)/tests/bpf $(TOOLS) \
         $(BUILD)/bench/bench_bpf $(BUILD)/bench/bench_maglev
 
-all: $(BINS)
+all: $(BINS) $(BUILD)/tests/fuzz_http1
 
 # ---- vmlinux.h: regenerated from BTF, rewritten only when it changes ----
 vmlinux:
@@ -87,7 +92,7 @@ $(OBJ)/%.o: %.c
 	$(Q)$(CC) $(XCFLAGS) $(CFLAGS) -c $< -o $@
 
 # Everything that may include a skeleton waits for all of them.
-$(LIB_OBJS) $(AGENT_OBJS) $(OBJ)/agent/main.o $(OBJ)/xlbctl/xlbctl.o \
+$(LIB_OBJS) $(AGENT_OBJS) $(PROXY_OBJS) $(OBJ)/agent/main.o $(OBJ)/proxy/main.o $(OBJ)/xlbctl/xlbctl.o \
 $(BPFT_SRCS:%.c=$(OBJ)/%.o) $(UNIT_SRCS:%.c=$(OBJ)/%.o) \
 $(OBJ)/bench/bench_bpf.o: $(SKELS)
 
@@ -99,6 +104,15 @@ $(AGENT_LIB): $(AGENT_OBJS)
 	$(call msg,AR,$@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(PROXY_LIB): $(PROXY_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/xlb-proxy: $(OBJ)/proxy/main.o $(PROXY_LIB) $(LIB)
+	$(call msg,LD,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/xlb-agent: $(OBJ)/agent/main.o $(AGENT_LIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
@@ -109,7 +123,7 @@ $(BUILD)/xlbctl: $(OBJ)/xlbctl/xlbctl.o $(OBJ)/xlbctl/xlbctl_api.o $(LIB)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/unit: $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(AGENT_LIB) $(LIB)
+$(BUILD)/tests/unit: $(UNIT_SRCS:%.c=$(OBJ)/%.o) $(PROXY_LIB) $(AGENT_LIB) $(LIB)
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
@@ -123,6 +137,18 @@ $(BUILD)/tests/%: $(OBJ)/tests/tools/%.o $(OBJ)/tests/tools/xlbt_tool.o
 	$(call msg,LD,$@)
 	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(LDFLAGS) $^ -o $@
+
+$(BUILD)/tests/xlbt-backend: LDFLAGS += -pthread
+
+# The HTTP/1 parser's libFuzzer target: clang, with ASan and UBSan.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -Wall -Wextra -Werror -Icommon \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+$(BUILD)/tests/fuzz_http1: tests/fuzz/fuzz_http1.c common/xlb_http1.c common/xlb_http1.h
+	$(call msg,FUZZ,$@)
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CLANG) $(FUZZ_CFLAGS) tests/fuzz/fuzz_http1.c common/xlb_http1.c -o $@
+
+fuzz: $(BUILD)/tests/fuzz_http1
 
 $(BUILD)/bench/bench_bpf: $(OBJ)/tests/lib/pkt.o
 
@@ -159,14 +185,14 @@ SYSCONFDIR     ?= /etc
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 INSTALL        ?= install
 
-# What is installed.  A new program (xlb-proxy) adds its binary, its page
-# and its unit here.
-INSTALL_SBIN  := xlb-agent xlbctl
+# What is installed.  A new program adds its binary, its page and its unit
+# here.
+INSTALL_SBIN  := xlb-agent xlb-proxy xlbctl
 INSTALL_BPF   := xlb decap
 INSTALL_MAN5  := xlb.yaml.5
-INSTALL_MAN8  := xlb-agent.8 xlbctl.8
+INSTALL_MAN8  := xlb-agent.8 xlb-proxy.8 xlbctl.8
 # A unit NAME is systemd/NAME.in with the paths below filled in, or systemd/NAME.
-INSTALL_UNITS := xlb-agent.service
+INSTALL_UNITS := xlb-agent.service xlb-proxy.service
 INSTALL_DOCS  := README.md $(wildcard docs/*.md)
 
 UNIT_SUBST := -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g'
@@ -196,6 +222,6 @@ install: all
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all vmlinux deps check demo bench clean install
+.PHONY: all vmlinux deps check demo bench clean install fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -11,3 +11,5 @@ echo
 "$BUILD/bench/bench_maglev"
 echo
 bench/bench_agent_checks.sh "$BUILD" "${XLB_BENCH_REALS:-5000}" "${XLB_BENCH_SECONDS:-20}"
+echo
+bench/bench_proxy.sh "$BUILD" "${XLB_BENCH_PROXY_SECONDS:-6}"

@@ -73,7 +73,8 @@ run_criterion bpf "$BUILD/tests/bpf"
 
 log "building the sanitizer variant in $SAN_BUILD"
 if make --no-print-directory SANITIZE=1 BUILD="$SAN_BUILD" "$SAN_BUILD/tests/unit" \
-        "$SAN_BUILD/tests/bpf" "$SAN_BUILD/xlbctl" "$SAN_BUILD/xlb-agent" >/dev/null; then
+        "$SAN_BUILD/tests/bpf" "$SAN_BUILD/xlbctl" "$SAN_BUILD/xlb-agent" \
+        "$SAN_BUILD/xlb-proxy" >/dev/null; then
     export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     run_criterion unit-asan "$SAN_BUILD/tests/unit"
     run_criterion bpf-asan "$SAN_BUILD/tests/bpf"
@@ -82,11 +83,28 @@ else
     total_fail=$((total_fail + 1)); failed_suites+=("sanitizer-build")
 fi
 
+# The HTTP/1 parser under libFuzzer for a while, from the committed corpus
+# (new inputs go to a scratch directory, never into the corpus).
+fuzz_http1() {
+    local dir=$BUILD/fuzz-http1
+    rm -rf "$dir" && mkdir -p "$dir" || return 1
+    if "$BUILD/tests/fuzz_http1" -max_total_time=20 -timeout=10 \
+            -artifact_prefix="$dir/crash-" "$dir" tests/fuzz/corpus/http1 2>&1 | tail -n 3; then
+        echo "1 passed, 0 failed"
+    else
+        echo "0 passed, 1 failed"
+    fi
+}
+run_shell fuzz-http1 fuzz_http1
 for t in tests/integration/test_*.sh; do
-    run_shell "integration/$(basename "$t" .sh)" env XLBCTL="$BUILD/xlbctl" \
+    run_shell "integration/$(basename "$t" .sh)" env BUILD="$BUILD" XLBCTL="$BUILD/xlbctl" \
         XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \
-        XLB_AGENT="$BUILD/xlb-agent" bash "$t"
+        XLB_AGENT="$BUILD/xlb-agent" XLB_PROXY="$BUILD/xlb-proxy" \
+        XLBT_BACKEND="$BUILD/tests/xlbt-backend" bash "$t"
 done
+# The proxy scenarios with the sanitizer build of xlb-proxy.
+run_shell "integration/test_proxy-asan" env XLB_PROXY="$SAN_BUILD/xlb-proxy" \
+    XLBT_BACKEND="$BUILD/tests/xlbt-backend" bash tests/integration/test_proxy.sh
 # The encapsulation scenarios once more with the sanitizer build of xlbctl.
 run_shell "integration/test_encap-asan" env XLBCTL="$SAN_BUILD/xlbctl" \
     XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # 'make install' into a temporary DESTDIR: every file with its mode, the
 # installed programs, the example configs, the manual pages, the systemd
-# unit (systemd-analyze verify, and the agent run with only the unit's
-# capabilities in a network namespace), and a second install over an
-# edited xlb.yaml.  Removes everything it creates.
+# units (systemd-analyze verify, and the agent and the proxy run with only
+# their unit's capabilities in a network namespace), and a second install
+# over an edited xlb.yaml.  Removes everything it creates.
 #
 # The build directory is the one of $XLBCTL (scripts/check.sh passes
 # XLBCTL=BUILD/xlbctl); it must be built already ('make all').
@@ -17,16 +17,23 @@ TMP=$(mktemp -d /tmp/xlbt-install.XXXXXX) || exit 1
 DEST=$TMP/root
 MAN=$DEST$PREFIX/share/man
 UNIT=$DEST$PREFIX/lib/systemd/system/xlb-agent.service
+PUNIT=$DEST$PREFIX/lib/systemd/system/xlb-proxy.service
 AGENT=$DEST$PREFIX/sbin/xlb-agent
+PROXY=$DEST$PREFIX/sbin/xlb-proxy
 CTL=$DEST$PREFIX/sbin/xlbctl
 NS=xlbt$$inst
 BPFFS=/sys/fs/bpf/$NS
 agent_pid=
+proxy_pid=
 pass=0
 fail=0
 
 # shellcheck disable=SC2317  # run by the EXIT trap
 cleanup() {
+    if [ -n "$proxy_pid" ]; then
+        kill -KILL "$proxy_pid" 2>/dev/null
+        wait "$proxy_pid" 2>/dev/null
+    fi
     if [ -n "$agent_pid" ]; then
         kill -KILL "$agent_pid" 2>/dev/null
         wait "$agent_pid" 2>/dev/null
@@ -95,13 +102,16 @@ ok "make install DESTDIR=... PREFIX=$PREFIX"
 # ---- every file, its mode, and nothing else ----
 expected=(
     "755 $PREFIX/sbin/xlb-agent"
+    "755 $PREFIX/sbin/xlb-proxy"
     "755 $PREFIX/sbin/xlbctl"
     "644 $PREFIX/lib/xlb/xlb.bpf.o"
     "644 $PREFIX/lib/xlb/decap.bpf.o"
     "644 $PREFIX/share/man/man8/xlb-agent.8"
+    "644 $PREFIX/share/man/man8/xlb-proxy.8"
     "644 $PREFIX/share/man/man8/xlbctl.8"
     "644 $PREFIX/share/man/man5/xlb.yaml.5"
     "644 $PREFIX/lib/systemd/system/xlb-agent.service"
+    "644 $PREFIX/lib/systemd/system/xlb-proxy.service"
     "644 $PREFIX/share/doc/xlb/README.md"
     "644 /etc/xlb/xlb.yaml.example"
 )
@@ -130,6 +140,8 @@ fi
 
 same=1
 for p in "$BUILD/xlb-agent:$PREFIX/sbin/xlb-agent" "$BUILD/xlbctl:$PREFIX/sbin/xlbctl" \
+         "$BUILD/xlb-proxy:$PREFIX/sbin/xlb-proxy" \
+         "$ROOT/man/xlb-proxy.8:$PREFIX/share/man/man8/xlb-proxy.8" \
          "$BUILD/bpf/xlb.bpf.o:$PREFIX/lib/xlb/xlb.bpf.o" \
          "$BUILD/bpf/decap.bpf.o:$PREFIX/lib/xlb/decap.bpf.o" \
          "$ROOT/etc/xlb.yaml:/etc/xlb/xlb.yaml.example" \
@@ -161,11 +173,23 @@ if [ "$rc" -eq 0 ] && grep -q '^usage: xlbctl COMMAND' <<<"$out"; then
 else
     not_ok "installed xlbctl --help (exit $rc: $(head -c 300 <<<"$out"))"
 fi
+out=$("$PROXY" --help 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q '^usage: xlb-proxy --config FILE' <<<"$out"; then
+    ok "installed xlb-proxy --help"
+else
+    not_ok "installed xlb-proxy --help (exit $rc: $(head -c 300 <<<"$out"))"
+fi
 check "xlb-agent --check accepts the installed xlb.yaml.example" \
     "$AGENT" --check "$DEST/etc/xlb/xlb.yaml.example"
+out=$("$PROXY" --check "$DEST/etc/xlb/xlb.yaml.example" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q 'valid, [1-9][0-9]* layer-7 services' <<<"$out"; then
+    ok "xlb-proxy --check accepts the installed xlb.yaml.example"
+else
+    not_ok "xlb-proxy --check accepts the installed xlb.yaml.example (exit $rc: $(head -c 600 <<<"$out"))"
+fi
 
 # ---- manual pages ----
-pages=("$MAN/man8/xlb-agent.8" "$MAN/man8/xlbctl.8" "$MAN/man5/xlb.yaml.5")
+pages=("$MAN/man8/xlb-agent.8" "$MAN/man8/xlb-proxy.8" "$MAN/man8/xlbctl.8" "$MAN/man5/xlb.yaml.5")
 if have groff groff-base; then
     for p in "${pages[@]}"; do
         out=$(groff -man -ww -z "$p" 2>&1); rc=$?
@@ -181,6 +205,9 @@ if have groff groff-base; then
     mapfile -t words < <(help_opts "$AGENT")
     miss=$(missing_words "$(render "$MAN/man8/xlb-agent.8")" "${words[@]}")
     if [ -z "$miss" ]; then ok "xlb-agent(8) has every option of --help"; else not_ok "xlb-agent(8) lacks:$miss"; fi
+    mapfile -t words < <(help_opts "$PROXY")
+    miss=$(missing_words "$(render "$MAN/man8/xlb-proxy.8")" "${words[@]}" SIGTERM SIGUSR1)
+    if [ -z "$miss" ]; then ok "xlb-proxy(8) has every option of --help"; else not_ok "xlb-proxy(8) lacks:$miss"; fi
     mapfile -t words < <(help_opts "$CTL"; "$CTL" --help | grep -E '^  [a-z]+' |
                          sed -E 's/^  ([a-z]+( (add|del|attach|detach))?).*/xlbctl \1/')
     miss=$(missing_words "$(render "$MAN/man8/xlbctl.8")" "${words[@]}" XLB_API XLB_TOKEN_FILE)
@@ -220,11 +247,11 @@ if have man man-db; then
             not_ok "man --warnings -l: $(basename "$p") without warnings (exit $rc: $(head -c 600 <<<"$out"))"
         fi
     done
-    found=$(MANPATH=$MAN man -w xlb-agent xlbctl xlb.yaml 2>&1 | tr '\n' ' ')
-    if [ "$found" = "$MAN/man8/xlb-agent.8 $MAN/man8/xlbctl.8 $MAN/man5/xlb.yaml.5 " ]; then
-        ok "man finds the three pages under MANDIR"
+    found=$(MANPATH=$MAN man -w xlb-agent xlb-proxy xlbctl xlb.yaml 2>&1 | tr '\n' ' ')
+    if [ "$found" = "$MAN/man8/xlb-agent.8 $MAN/man8/xlb-proxy.8 $MAN/man8/xlbctl.8 $MAN/man5/xlb.yaml.5 " ]; then
+        ok "man finds the four pages under MANDIR"
     else
-        not_ok "man finds the three pages under MANDIR (got: $found)"
+        not_ok "man finds the four pages under MANDIR (got: $found)"
     fi
 fi
 
@@ -262,6 +289,40 @@ if have systemd-analyze systemd; then
         ok "systemd-analyze verify xlb-agent.service"
     else
         not_ok "systemd-analyze verify xlb-agent.service (exit $rc: $(head -c 600 <<<"$out"))"
+    fi
+fi
+
+# ---- the proxy's unit ----
+punit_val() { sed -n "s/^$1=//p" "$PUNIT"; }
+if [ "$(punit_val ExecStart)" = "$PREFIX/sbin/xlb-proxy --config /etc/xlb/xlb.yaml" ] &&
+   [ "$(punit_val ExecStartPre)" = "$PREFIX/sbin/xlb-proxy --check /etc/xlb/xlb.yaml" ] &&
+   ! grep -q @ "$PUNIT"; then
+    ok "the proxy unit runs the installed proxy on /etc/xlb/xlb.yaml, --check first"
+else
+    not_ok "the proxy unit runs the installed proxy on /etc/xlb/xlb.yaml, --check first ($(grep -E '^Exec|@' "$PUNIT" | tr '\n' ' '))"
+fi
+want_settings=(
+    "Type=simple" "Restart=on-failure" "Wants=network-online.target xlb-agent.service"
+    "After=network-online.target xlb-agent.service"
+    "CapabilityBoundingSet=CAP_NET_BIND_SERVICE CAP_BPF"
+    "AmbientCapabilities=CAP_NET_BIND_SERVICE CAP_BPF"
+    "NoNewPrivileges=yes" "ProtectSystem=strict" "ReadWritePaths=/etc/xlb" "LogsDirectory=xlb"
+    "ProtectHome=yes" "PrivateTmp=yes" "WantedBy=multi-user.target"
+)
+miss=
+for s in "${want_settings[@]}"; do grep -qxF -- "$s" "$PUNIT" || miss+=" [$s]"; done
+grep -qE '^RestartSec=[0-9]+' "$PUNIT" || miss+=" [RestartSec=]"
+grep -q '^ExecReload=' "$PUNIT" && miss+=" [no ExecReload=: the proxy has no reload]"
+grep -qxF "Before=xlb-proxy.service" "$UNIT" || miss+=" [Before=xlb-proxy.service in xlb-agent.service]"
+if [ -z "$miss" ]; then ok "the proxy unit has the documented settings"; else not_ok "the proxy unit lacks:$miss"; fi
+if command -v systemd-analyze >/dev/null; then
+    mkdir -p "$TMP/verify"
+    sed "s|=$PREFIX/sbin/|=$DEST$PREFIX/sbin/|" "$PUNIT" >"$TMP/verify/xlb-proxy.service"
+    out=$(MANPATH=$MAN systemd-analyze verify "$TMP/verify/xlb-proxy.service" 2>&1); rc=$?
+    if [ "$rc" -eq 0 ] && [ -z "$out" ]; then
+        ok "systemd-analyze verify xlb-proxy.service"
+    else
+        not_ok "systemd-analyze verify xlb-proxy.service (exit $rc: $(head -c 600 <<<"$out"))"
     fi
 fi
 
@@ -329,6 +390,57 @@ EOF
         ok "stopping the agent leaves XDP attached"
     else
         not_ok "stopping the agent leaves XDP attached"
+    fi
+
+    # The proxy with only its unit's capabilities: port 80 (below 1024) and
+    # the xlb_l7_reals pin that the stopped agent left behind.
+    pcaps=$(punit_val CapabilityBoundingSet | tr '[:upper:]' '[:lower:]' | sed 's/cap_/+/g; s/ /,/g')
+    cat >"$TMP/proxy.yaml" <<EOF
+node:
+  bpffs: $BPFFS
+proxy:
+  workers: 1
+  metrics: {enabled: false}
+  access_log: "off"
+  cookie_key_file: $TMP/cookie.key
+services:
+  - name: web7
+    address: 127.0.0.1
+    ports: [80]
+    layer: 7
+    reals:
+      - {name: refuses, address: 127.0.0.1, port: 1}
+EOF
+    nsenter --net="/run/netns/$NS" -- setpriv --bounding-set="-all,$pcaps" --inh-caps=-all \
+        "$PROXY" --config "$TMP/proxy.yaml" >"$TMP/proxy.log" 2>&1 &
+    proxy_pid=$!
+    for _ in $(seq 50); do
+        grep -q 'serving 1 layer-7 services' "$TMP/proxy.log" && break
+        kill -0 "$proxy_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if grep -q 'serving 1 layer-7 services on 1 ports' "$TMP/proxy.log" &&
+       grep -qF "reading real states from $BPFFS/xlb_l7_reals" "$TMP/proxy.log"; then
+        ok "the proxy listens on port 80 and reads the agent's pin with only $pcaps"
+    else
+        not_ok "the proxy listens on port 80 and reads the agent's pin with only $pcaps ($(head -c 600 "$TMP/proxy.log"))"
+    fi
+    # shellcheck disable=SC2016  # expanded by the inner shell
+    out=$(nsenter --net="/run/netns/$NS" -- bash -c 'exec 3<>/dev/tcp/127.0.0.1/80 &&
+          printf "GET / HTTP/1.1\r\nHost: x\r\n\r\n" >&3 && timeout 3 head -n 1 <&3' 2>&1)
+    if grep -q '^HTTP/1.1 502' <<<"$out"; then
+        ok "the proxy answers on port 80 (502: its only real refuses)"
+    else
+        not_ok "the proxy answers on port 80 (502: its only real refuses) (got: $(head -c 300 <<<"$out"))"
+    fi
+    kill -TERM "$proxy_pid" 2>/dev/null
+    for _ in $(seq 50); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$proxy_pid" 2>/dev/null; then
+        not_ok "the proxy stops on SIGTERM within 5 s"
+    else
+        wait "$proxy_pid"; rc=$?
+        proxy_pid=
+        if [ "$rc" -eq 0 ]; then ok "the proxy exits 0 on SIGTERM"; else not_ok "the proxy exits 0 on SIGTERM (exit $rc)"; fi
     fi
 fi
 
