@@ -2509,7 +2509,7 @@ static void proxy_defaults(struct xlb_cfg_proxy *p)
     p->max_header_size = 32768;
     p->max_header_count = 100;
     p->max_body_size = 1ull << 30;
-    p->pool_max_idle = 32;
+    p->pool_max_idle = 64;
     p->retries = 2;
     p->fail_after = 1;
     p->fail_ms = 10000;

@@ -250,7 +250,7 @@ struct xlb_cfg_proxy {
     uint32_t max_header_count;  /* 100 */
     uint64_t max_body_size;     /* request body; 0 = no limit; default 1GiB */
     /* upstream */
-    uint32_t pool_max_idle;     /* idle connections kept per real and worker; 32 */
+    uint32_t pool_max_idle;     /* idle connections kept per real and worker; 64 */
     uint32_t retries;           /* other reals tried for an idempotent request whose
                                  * connection failed before any response byte; 2 */
     uint32_t fail_after;        /* consecutive connection failures that mark a real

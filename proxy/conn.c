@@ -262,6 +262,16 @@ static void conn_free(struct px_conn *c)
     free(c);
 }
 
+/* Reading from an upstream connection, tracked so that a start or stop
+ * that changes nothing costs nothing. */
+static void up_read_stop(struct px_up *u)
+{
+    if (u->reading) {
+        u->reading = false;
+        uv_read_stop((uv_stream_t *)&u->tcp);
+    }
+}
+
 static void on_conn_handle_closed(uv_handle_t *h)
 {
     struct px_conn *c = h->data;
@@ -1068,7 +1078,7 @@ static struct px_up *idle_pop(struct px_worker *w, struct px_real *r)
     u->next_idle = NULL;
     u->idle = false;
     uv_timer_stop(&u->idle_timer);
-    uv_read_stop((uv_stream_t *)&u->tcp);
+    up_read_stop(u);
     return u;
 }
 
@@ -1255,6 +1265,9 @@ static int forward_req_body(struct px_conn *c, size_t off, size_t len, uv_buf_t 
 
 static void up_read_start(struct px_conn *c)
 {
+    if (c->up->reading)
+        return;
+    c->up->reading = true;
     uv_read_start((uv_stream_t *)&c->up->tcp, on_up_alloc, on_up_read);
 }
 
@@ -1682,17 +1695,19 @@ static void write_to_client(struct px_conn *c, uv_buf_t *bufs, unsigned int nb)
 {
     int rc;
 
-    uv_read_stop((uv_stream_t *)&c->up->tcp);
     c->cw.data = c;
     rc = cl_send(c, bufs, nb, on_client_written);
     if (rc < 0) {
         conn_close(c);
         return;
     }
-    if (rc == 1)
+    if (rc == 1) {
         resp_continue(c);
-    else
+    } else {
+        /* The write holds up->buf: nothing more is read into it until it is done. */
+        up_read_stop(c->up);
         timer_arm(c, px_set.cfg->client_body_ms);   /* now the client must make progress */
+    }
 }
 
 /*
@@ -1907,7 +1922,7 @@ static void response_head(struct px_conn *c)
             c->head_queued = true;
             c->zin = c->up->buf + h->head_len;
             c->zin_len = out;
-            uv_read_stop((uv_stream_t *)&c->up->tcp);
+            up_read_stop(c->up);
             comp_pump(c);
             return;
         }
@@ -1945,7 +1960,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     if (!c || n == 0)
         return;
     if (n < 0) {
-        uv_read_stop(s);
+        up_read_stop(u);
         u->closing = true;
         if (!c->resp_head_done && u->len == 0) {
             px_log(PX_INFO, "%s: real %s closed the connection before a response (%s)",
@@ -1992,7 +2007,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         u->len += (size_t)n;
         if (u->len - c->resp.head.head_len >= c->resp.head.content_length) {
             c->await_whole = false;
-            uv_read_stop(s);
+            up_read_stop(u);
             send_whole_compressed(c);
         }
         return;
@@ -2003,7 +2018,7 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     if (c->comp) {
-        uv_read_stop(s);
+        up_read_stop(u);
         c->zin = u->buf + u->len;
         c->zin_len = out;
         comp_pump(c);
@@ -2092,7 +2107,9 @@ static void up_release(struct px_conn *c, bool reuse)
     u->next_idle = l->head;
     l->head = u;
     l->n++;
+    up_read_stop(u);    /* another callback from now on */
     uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_idle_read);
+    u->reading = true;
     uv_timer_start(&u->idle_timer, on_idle_timeout, px_set.cfg->upstream_idle_ms, 0);
 }
 

@@ -64,6 +64,7 @@ struct px_up {
     struct px_conn *conn;       /* the client connection it serves; NULL when idle */
     struct px_up *next_idle;    /* in the worker's idle list of the real */
     bool connected, idle, closing, reused, wpending;
+    bool reading;               /* uv_read_start is in force */
     int handles;
     uint32_t requests;          /* served on this connection */
     char buf[PX_BUF_SIZE];      /* response bytes */

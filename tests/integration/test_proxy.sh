@@ -50,6 +50,25 @@ for b in a1 a2 a3 img api host canary post; do
     backend "$b" || { not_ok "backend $b did not start"; finish; }
 done
 ok "eight backends started"
+# closer: a real that reads a request and closes the connection unanswered.
+command -v python3 >/dev/null || { not_ok "python3 is not installed"; finish; }
+nsenter --net="/run/netns/$NS" -- python3 -c '
+import os, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(64)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+while True:
+    c, _ = s.accept()
+    c.recv(65536)
+    c.close()
+' "$TMP/closer.port" 2>>"$TMP/backends.log" &
+PID[closer]=$!
+for ((i = 0; i < 100; i++)); do [ -s "$TMP/closer.port" ] && break; sleep 0.05; done
+PORT[closer]=$(cat "$TMP/closer.port" 2>/dev/null)
+[ -n "${PORT[closer]}" ] || { not_ok "the closing real did not start"; finish; }
 
 # One service per persistence type on ports 8001..8010, content switching on
 # 8020, retries on 8030 (a real that refuses connections, then one that
@@ -78,6 +97,7 @@ proxy:
   access_log: $TMP/access.log
   cookie_key_file: $TMP/cookie.key
   trusted_proxies: [127.0.0.9/32]
+  upstream: {fail_after: 1000}   # no passive marks here: every retry below is real
 services:
   - name: plain
     address: 127.0.0.1
@@ -127,6 +147,14 @@ $(svc p-fallback 8010 "{type: header, header: X-User, fallback: source-ip}")
     reals:
       - {name: refuses, address: 127.0.0.1, port: 1, weight: 200}
       - {name: a2, address: 127.0.0.1, port: ${PORT[a2]}, weight: 100}
+  - name: retry-sent
+    address: 127.0.0.1
+    ports: [8031]
+    layer: 7
+    scheduler: fixed
+    reals:
+      - {name: closer, address: 127.0.0.1, port: ${PORT[closer]}, weight: 200}
+      - {name: img, address: 127.0.0.1, port: ${PORT[img]}, weight: 100}   # never stopped
 EOF
 if ! proxy px "$TMP/px.yaml"; then not_ok "xlb-proxy did not start"; finish; fi
 ok "xlb-proxy started with the test config"
@@ -253,12 +281,17 @@ check "first match wins (/images/ with X-Canary)" test "$(who -H 'X-Canary: 1' h
 check "nothing special -> the default pool" test "$(who http://127.0.0.1:8020/other)" = a1
 
 # ---- retries ----
+retries() { c http://127.0.0.1:9122/metrics | sed -n "s/^xlb_proxy_retries_total{vs=\"$1\"} //p"; }
 code=$(c -o /dev/null -w '%{http_code}' http://127.0.0.1:8030/)
 check "connect refused by the first real: retried on the next, 200" test "$code" = 200
 code=$(c -o /dev/null -w '%{http_code}' -d x=1 http://127.0.0.1:8030/)
 check "connect refused: a POST is retried too (nothing was sent)" test "$code" = 200
-check "retries counted in xlb_proxy_retries_total" \
-    bash -c 'c() { nsenter --net=/run/netns/'"$NS"' -- curl -s "$@"; }; [ "$(c http://127.0.0.1:9122/metrics | sed -n "s/^xlb_proxy_retries_total{vs=\"retry\"} //p")" -ge 1 ]'
+check "two retries counted in xlb_proxy_retries_total" test "$(retries retry)" = 2
+code=$(c -o /dev/null -w '%{http_code}' http://127.0.0.1:8031/x)
+check "a GET the real closed on unanswered is retried on the next real, 200" test "$code" = 200
+code=$(c -o /dev/null -w '%{http_code}' -d x=1 http://127.0.0.1:8031/x)
+check "a POST the real closed on unanswered is not retried: 502" test "$code" = 502
+check "one retry (the GET's) counted" test "$(retries retry-sent)" = 1
 
 # ---- smuggling and limits ----
 raw() { in_ns bash -c 'exec 3<>/dev/tcp/127.0.0.1/8000; printf "$1" >&3; timeout 3 head -1 <&3' _ "$1"; }
@@ -290,6 +323,13 @@ check "metrics pass promtool check metrics" bash -c 'promtool check metrics <"$1
 n=$(sed -n 's/^xlb_proxy_real_responses_total{vs="switch\/images",rs="img",class="2xx"} //p' "$TMP/metrics.txt")
 check "per-real responses by class (switch/images img 2xx = 2, got $n)" test "$n" = 2
 
+mv "$TMP/access.log" "$TMP/access.log.1"
+kill -USR1 "${PID[px]}"
+wait_for 3 test -e "$TMP/access.log"
+c -o /dev/null http://127.0.0.1:8000/after-rotation
+check "SIGUSR1 reopens the access log: the next request is in the new file" \
+    wait_for 3 grep -q '"GET /after-rotation HTTP/1.1" status=200' "$TMP/access.log"
+check "... and not in the rotated one" bash -c '! grep -q after-rotation "$1"' _ "$TMP/access.log.1"
 stop px
 check "SIGTERM stops the proxy with status 0" test $? -eq 0
 
@@ -309,8 +349,23 @@ services:
     ports: [8100]
     layer: 7
     reals: [{name: a2, address: 127.0.0.1, port: ${PORT[a2]}}]
+  - name: passive
+    address: 127.0.0.1
+    ports: [8101]
+    layer: 7
+    scheduler: fixed
+    reals:
+      - {name: refuses, address: 127.0.0.1, port: 1, weight: 200}
+      - {name: a2, address: 127.0.0.1, port: ${PORT[a2]}, weight: 100}
 EOF
 if ! proxy px2 "$TMP/px2.yaml"; then not_ok "second xlb-proxy did not start"; finish; fi
+m2() { c http://127.0.0.1:9123/metrics | sed -n "s/^$1 //p"; }
+c -o /dev/null http://127.0.0.1:8101/
+check "passive check: a real refusing connections is marked failed (fail_after 1)" \
+    test "$(m2 'xlb_proxy_real_failed{vs="passive",rs="refuses"}')" = 1
+c -o /dev/null http://127.0.0.1:8101/
+check "passive check: while failed it is not tried (one retry in all, not two)" \
+    test "$(m2 'xlb_proxy_retries_total{vs="passive"}')" = 1
 t0=$(date +%s%N)
 code=$(c -o /dev/null -w '%{http_code}' http://127.0.0.1:8100/hang)
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))

@@ -933,7 +933,7 @@ Test(config_good, proxy_defaults_every_key_and_l7_reals_sharing_a_host)
     cr_expect_eq(q->max_header_size, 32768);
     cr_expect_eq(q->max_header_count, 100);
     cr_expect_eq(q->max_body_size, 1ull << 30);
-    cr_expect_eq(q->pool_max_idle, 32);
+    cr_expect_eq(q->pool_max_idle, 64);
     cr_expect_eq(q->retries, 2);
     cr_expect_eq(q->fail_after, 1);
     cr_expect_eq(q->fail_ms, 10000);
