@@ -8,7 +8,7 @@ PKGS=(
     libbpf-dev libxdp-dev bpftool libelf-dev zlib1g-dev
     libjansson-dev libuv1-dev libssl-dev libyaml-dev libcriterion-dev
     libpcre2-dev libbrotli-dev libzstd-dev libdeflate-dev
-    iproute2 ethtool tcpdump python3 util-linux curl prometheus
+    iproute2 ethtool tcpdump python3 util-linux curl openssl prometheus
     systemd man-db groff-base binutils jq chromium chromium-driver fonts-dejavu-core
 )
 

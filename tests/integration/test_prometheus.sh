@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A real Prometheus server scrapes xlb-agent, in network namespaces.
+# A real Prometheus server scrapes xlb-agent and xlb-proxy, in network
+# namespaces.
 #
 #   tests/integration/test_prometheus.sh
 #
@@ -20,19 +21,22 @@
 #   - the newest xlb_service_new_flows_total{vs="$SERVICE"} sample that
 #     Prometheus took after the traffic stopped equals the data plane's
 #     value, and so do the per-real xlb_real_new_flows_total samples summed;
+#   - xlb-proxy (layer-7 service "$L7" on the LB's address, port 8000, reals
+#     xlbt-backend on the reals' port 8080) answers $L7_REQUESTS requests,
+#     and the newest xlb_proxy_requests_total{vs="$L7"} sample equals that;
 #   - afterwards prometheus and the agent are gone, and no namespace is
 #     left.
 #
 # SCRAPE_JOBS lists "JOB=HOST:PORT" scrape targets inside the LB's
-# namespace; a second daemon (the layer-7 proxy) becomes one more entry.
+# namespace: the agent and the proxy.
 #
 # Output: one "ok - ..." or "not ok - ..." line per check, diagnostics as
 # "# ..." lines, and last exactly one line "N passed, M failed".
 # Exit status: 0 all passed; 1 a check failed; 2 the test cannot run here
 # (not root, BPF, a binary or a tool missing), reported as a failure.
 #
-# Environment (required, as scripts/check.sh sets them): XLB_AGENT, XLBCTL,
-# XLBT_NAMESRV, XLBT_CLIENT. Optional: XLBT_XDP_MODE (default native),
+# Environment (required, as scripts/check.sh sets them): XLB_AGENT,
+# XLB_PROXY, XLBT_BACKEND, XLBCTL, XLBT_NAMESRV, XLBT_CLIENT. Optional: XLBT_XDP_MODE (default native),
 # XLBT_KEEP_LOGS=1.
 # shellcheck disable=SC2317,SC2034  # functions run through step/check and the exit hook; report.sh reads PREREQ_FAILED, lib.sh XLBT_EXIT_HOOK
 set -u -o pipefail
@@ -40,7 +44,7 @@ set -u -o pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 MISSING_ENV=()
-for v in XLB_AGENT XLBCTL XLBT_NAMESRV XLBT_CLIENT; do
+for v in XLB_AGENT XLB_PROXY XLBT_BACKEND XLBCTL XLBT_NAMESRV XLBT_CLIENT; do
 	[[ -n ${!v:-} ]] || MISSING_ENV+=("$v")
 done
 
@@ -60,6 +64,12 @@ source "$HERE/lib.sh"
 source "$HERE/report.sh"
 
 XLB_AGENT=$(xlbt_abs_bin "${XLB_AGENT:-}")
+XLB_PROXY=$(xlbt_abs_bin "${XLB_PROXY:-}")
+XLBT_BACKEND=$(xlbt_abs_bin "${XLBT_BACKEND:-}")
+L7=shop
+L7_REQUESTS=25
+PROXY_METRICS_ADDR=127.0.0.1:9122
+PROXY_PID=
 
 SERVICE=web
 PORT=80
@@ -67,7 +77,7 @@ NREALS=2
 CONNS=40
 METRICS_ADDR=127.0.0.1:9120
 API_ADDR=127.0.0.1:9121
-SCRAPE_JOBS=("xlb-agent=$METRICS_ADDR")
+SCRAPE_JOBS=("xlb-agent=$METRICS_ADDR" "xlb-proxy=$PROXY_METRICS_ADDR")
 AGENT_START_S=15
 PROM_START_S=20
 UP_WAIT_S=5
@@ -93,7 +103,18 @@ write_agent_config() {
 		printf '  gue_port: %d\n' "$XLBT_GUE_PORT"
 		printf '  metrics: {listen: "%s"}\n' "$METRICS_ADDR"
 		printf '  api: {listen: "%s", token_file: %s}\n' "$API_ADDR" "$TOKEN_FILE"
+		printf 'proxy:\n'
+		printf '  workers: 2\n'
+		printf '  metrics: {listen: "%s"}\n' "$PROXY_METRICS_ADDR"
+		printf '  access_log: off\n'
+		printf '  cookie_key_file: %s\n' "$TEST_TMP/cookie.key"
 		printf 'services:\n'
+		printf '  - name: %s\n    address: %s\n    ports: [8000]\n    layer: 7\n' "$L7" "$XLBT_LB4"
+		printf '    health_check: {type: http, port: 8080, interval: 200ms, timeout: 150ms, rise: 1, fall: 2}\n'
+		printf '    reals:\n'
+		for ((i = 1; i <= NREALS; i++)); do
+			printf '      - {name: rs%d, address: %s, port: 8080}\n' "$i" "$(rs_addr4 "$i")"
+		done
 		printf '  - name: %s\n' "$SERVICE"
 		printf '    address: %s\n' "$XLBT_VIP4"
 		printf '    ports: [%d]\n' "$PORT"
@@ -133,6 +154,29 @@ attach_and_serve() {
 	for ((i = 1; i <= NREALS; i++)); do
 		rs_decap_attach "$i" || return 1
 		rs_start_namesrv "$i" --listen "$(rs_addr4 "$i"):$PORT" || return 1
+		in_ns_bg "rs$i" "backend-rs$i" "$XLBT_BACKEND" --name "rs$i" --listen "$(rs_addr4 "$i"):8080"
+	done
+}
+
+start_proxy() {
+	local try
+	in_ns_bg lb proxy "$XLB_PROXY" --config "$CFG"
+	PROXY_PID=$XLBT_LAST_PID
+	for ((try = 0; try < 100; try++)); do
+		in_ns lb curl -sf -o /dev/null "http://$PROXY_METRICS_ADDR/metrics" && return 0
+		kill -0 "$PROXY_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	tail -n 30 -- "$XLBT_TMPDIR/proxy.log"
+	return 1
+}
+
+# l7_requests: L7_REQUESTS requests through the proxy, all answered 200.
+l7_requests() {
+	local i code
+	for ((i = 0; i < L7_REQUESTS; i++)); do
+		code=$(in_ns client curl -s -m 5 -o /dev/null -w '%{http_code}' "http://$XLBT_LB4:8000/r$i")
+		[[ $code == 200 ]] || { echo "request $i: $code"; return 1; }
 	done
 }
 
@@ -291,11 +335,13 @@ run() {
 	step "decap and xlbt-namesrv on rs1..rs$NREALS" attach_and_serve || return
 	step "xlb-agent runs on lb and its API answers" start_agent || return
 	step "rs1..rs$NREALS are up on their checks" all_up || return
+	step "xlb-proxy runs on lb" start_proxy || return
 	step "prometheus runs in lb and is ready" start_prometheus || return
 
 	step "$CONNS connections through $XLBT_VIP4:$PORT succeed" \
 		in_ns client timeout --foreground 30 "$XLBT_CLIENT" --connect "$XLBT_VIP4:$PORT" \
 		--count "$CONNS" --parallel 4 --timeout-ms 3000 --deadline-ms 20000 || return
+	step "$L7_REQUESTS requests through xlb-proxy ($XLBT_LB4:8000) answered 200" l7_requests || return
 	# Traffic has stopped: the counters no longer move. Samples scraped
 	# from now on must show exactly what the data plane holds.
 	stop_s=$(date +%s.%N)
@@ -319,6 +365,10 @@ run() {
 	rs_sum=$(prom_sample "xlb_real_new_flows_total{job=\"xlb-agent\",vs=\"$SERVICE\"}" "$stop_s") || rs_sum=none
 	check "... and xlb_real_new_flows_total summed over the reals too ($rs_sum, $DP_REAL_SUM)" \
 		same "$rs_sum" "$DP_REAL_SUM"
+	local pr
+	pr=$(prom_sample "xlb_proxy_requests_total{job=\"xlb-proxy\",vs=\"$L7\"}" "$stop_s") || pr=none
+	check "Prometheus' xlb_proxy_requests_total{vs=\"$L7\"} equals the requests the proxy served ($pr, $L7_REQUESTS)" \
+		same "$pr" "$L7_REQUESTS"
 	dp_counters || DP_NEW_FLOWS=x
 	check "the data plane still holds $nf new flows after the scrapes ($DP_NEW_FLOWS)" \
 		same "$DP_NEW_FLOWS" "$nf"
@@ -338,11 +388,13 @@ main() {
 		not_ok "prerequisites: $XLBT_PREFLIGHT_ERROR"
 		exit 2
 	fi
-	if [[ $XLB_AGENT != /* || ! -x $XLB_AGENT ]]; then
-		PREREQ_FAILED=1
-		not_ok "prerequisites: binary $XLB_AGENT is missing or not executable (XLB_AGENT)"
-		exit 2
-	fi
+	for c in "$XLB_AGENT" "$XLB_PROXY" "$XLBT_BACKEND"; do
+		if [[ $c != /* || ! -x $c ]]; then
+			PREREQ_FAILED=1
+			not_ok "prerequisites: binary $c is missing or not executable (XLB_AGENT, XLB_PROXY, XLBT_BACKEND)"
+			exit 2
+		fi
+	done
 	for c in prometheus promtool curl jq date; do
 		if ! command -v "$c" >/dev/null 2>&1; then
 			PREREQ_FAILED=1
