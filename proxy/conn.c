@@ -1202,6 +1202,10 @@ static void fail_upstream(struct px_conn *c, bool connect_phase, int status)
     up_start(c);
 }
 
+static void up_tls_handshake(struct px_conn *c);
+static int up_tls_pump(struct px_up *u);
+static void up_read_start(struct px_conn *c);
+
 static void on_up_connect(uv_connect_t *req, int status)
 {
     struct px_up *u = req->data;
@@ -1219,20 +1223,187 @@ static void on_up_connect(uv_connect_t *req, int status)
     }
     u->connected = true;
     c->t_connect = px_now_ms();
+    if (u->real->cfg->tls) {
+        up_tls_handshake(c);
+        return;
+    }
     atomic_store(&u->real->conn_errors, 0);
     up_connected(c);
+}
+
+/*
+ * Re-encryption: a TLS connection to the real before the request.  The
+ * name sent as SNI and verified (with tls.ca_file) is the request's host,
+ * else the real's address.
+ */
+static void up_tls_handshake(struct px_conn *c)
+{
+    struct px_up *u = c->up;
+    const struct xlb_h1_head *h = &c->req.head;
+    char name[256] = "";
+    int rc;
+
+    if (h->host_field >= 0 && h->fields[h->host_field].value.len < sizeof(name)) {
+        const struct xlb_h1_str *v = &h->fields[h->host_field].value;
+        char *colon;
+
+        memcpy(name, c->rbuf + v->off, v->len);
+        name[v->len] = '\0';
+        colon = strrchr(name, ':');
+        if (name[0] == '[') {
+            char *end = strchr(name, ']');
+
+            if (end) {
+                *end = '\0';
+                memmove(name, name + 1, strlen(name));
+            }
+        } else if (colon) {
+            *colon = '\0';
+        }
+    }
+    if (!name[0]) {
+        uint16_t port;
+
+        ip_text(&u->real->sa, name, sizeof(name), &port);
+    }
+    if (px_tls_connect(c->svc->tls_cli, name, &u->tls) ||
+        (rc = px_tls_handshake(u->tls)) < 0 || up_tls_pump(u) < 0) {
+        px_log(PX_INFO, "%s: TLS to real %s: cannot start the handshake", c->svc->name,
+               u->real->name);
+        fail_upstream(c, true, 502);
+        return;
+    }
+    up_read_start(c);
+    timer_arm(c, px_set.cfg->connect_ms);
 }
 
 static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
     struct px_up *u = h->data;
+    size_t room = 0;
+    char *p;
 
     (void)hint;
+    if (u->tls) {
+        p = px_tls_in_buf(u->tls, &room);
+        *b = uv_buf_init(p, (unsigned int)room);
+        return;
+    }
     *b = uv_buf_init(u->buf + u->len, (unsigned int)(sizeof(u->buf) - u->len));
 }
 
 static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void on_up_written(uv_write_t *req, int status);
+
+/* ---- the upstream transport: plain, or TLS (re-encryption) --------------- */
+
+static void on_up_tls_written(uv_write_t *req, int status);
+
+/* Encrypt the plaintext waiting in u->tp[] and write the ciphertext; like
+ * tls_pump() on the client side: 1 all encrypted, 0 waiting, <0 error. */
+static int up_tls_pump(struct px_up *u)
+{
+    for (;;) {
+        const char *p;
+        uv_buf_t ob;
+        size_t len;
+        int r;
+
+        while (u->tpi < u->tpn) {
+            uv_buf_t *b = &u->tp[u->tpi];
+            ssize_t n;
+
+            if (!b->len) {
+                u->tpi++;
+                continue;
+            }
+            n = px_tls_write(u->tls, b->base, b->len);
+            if (n < 0)
+                return (int)n;
+            if (n == 0)
+                break;
+            b->base += n;
+            b->len -= (size_t)n;
+        }
+        if (u->tls_writing)
+            return u->tpi < u->tpn ? 0 : 1;
+        len = px_tls_out(u->tls, &p);
+        if (!len)
+            return u->tpi < u->tpn && px_tls_handshake_done(u->tls) ? -EIO :
+                   u->tpi < u->tpn ? 0 : 1;
+        ob = uv_buf_init((char *)p, (unsigned int)len);
+        r = uv_try_write((uv_stream_t *)&u->tcp, &ob, 1);
+        if (r == UV_EAGAIN)
+            r = 0;
+        if (r < 0)
+            return r;
+        if ((size_t)r < len) {
+            px_tls_out_done(u->tls, (size_t)r);
+            len = px_tls_out(u->tls, &p);
+            ob = uv_buf_init((char *)p, (unsigned int)len);
+            u->tls_wlen = len;
+            u->twreq.data = u;
+            if ((r = uv_write(&u->twreq, (uv_stream_t *)&u->tcp, &ob, 1, on_up_tls_written)) < 0)
+                return r;
+            u->tls_writing = true;
+            continue;
+        }
+        px_tls_out_done(u->tls, len);
+    }
+}
+
+static void on_up_tls_written(uv_write_t *req, int status)
+{
+    struct px_up *u = req->data;
+    bool waiting = u->tpi < u->tpn;
+    int rc;
+
+    u->tls_writing = false;
+    if (u->closing || uv_is_closing((uv_handle_t *)&u->tcp))
+        return;
+    if (status < 0) {
+        u->closing = true;
+        if (waiting) {
+            u->tpn = u->tpi = 0;
+            on_up_written(&u->wreq, status);
+        }
+        return;
+    }
+    px_tls_out_done(u->tls, u->tls_wlen);
+    rc = up_tls_pump(u);
+    if (rc < 0) {
+        u->closing = true;
+        if (waiting) {
+            u->tpn = u->tpi = 0;
+            on_up_written(&u->wreq, rc);
+        }
+    } else if (rc == 1 && waiting) {
+        u->tpn = u->tpi = 0;
+        on_up_written(&u->wreq, 0);
+    }
+}
+
+/* Write bufs to the real; returns like send_bufs (on_up_written later when 0). */
+static int up_send(struct px_up *u, uv_buf_t *bufs, unsigned int nb)
+{
+    unsigned int i;
+    int rc;
+
+    u->wreq.data = u;
+    if (!u->tls)
+        return send_bufs((uv_stream_t *)&u->tcp, &u->wreq, bufs, nb, on_up_written,
+                         &u->wpending);
+    for (i = 0; i < nb && i < 2; i++)
+        u->tp[i] = bufs[i];
+    u->tpn = nb < 2 ? nb : 2;
+    u->tpi = 0;
+    rc = up_tls_pump(u);
+    if (rc == 1)
+        u->tpn = u->tpi = 0;
+    else if (rc == 0)
+        u->wpending = true;
+    return rc;
+}
 
 /* Forward request body bytes cbuf[off..off+len) as far as they belong to
  * the body; the rest stays as the next request.  Returns like send_bufs. */
@@ -1263,12 +1434,17 @@ static int forward_req_body(struct px_conn *c, size_t off, size_t len, uv_buf_t 
     return 0;
 }
 
+static void up_tls_read_pump(struct px_up *u);
+
 static void up_read_start(struct px_conn *c)
 {
     if (c->up->reading)
         return;
     c->up->reading = true;
     uv_read_start((uv_stream_t *)&c->up->tcp, on_up_alloc, on_up_read);
+    /* Plaintext the TLS layer holds already is not announced by the socket. */
+    if (c->up->tls && px_tls_handshake_done(c->up->tls))
+        up_tls_read_pump(c->up);
 }
 
 static void up_connected(struct px_conn *c)
@@ -1291,9 +1467,7 @@ static void up_connected(struct px_conn *c)
     if (!c->has_body)
         c->next_off = h->head_len;
     c->sent_any = true;
-    c->up->wreq.data = c->up;
-    rc = send_bufs((uv_stream_t *)&c->up->tcp, &c->up->wreq, bufs, nb, on_up_written,
-                   &c->up->wpending);
+    rc = up_send(c->up, bufs, nb);
     if (rc < 0) {
         fail_upstream(c, false, 502);
         return;
@@ -1350,9 +1524,7 @@ static void client_body_read(struct px_conn *c, size_t n)
         send_error(c, c->req.status >= 400 ? c->req.status : 400);
         return;
     }
-    c->up->wreq.data = c->up;
-    rc = send_bufs((uv_stream_t *)&c->up->tcp, &c->up->wreq, bufs, nb, on_up_written,
-                   &c->up->wpending);
+    rc = up_send(c->up, bufs, nb);
     if (rc < 0) {
         conn_close(c);
         return;
@@ -1948,15 +2120,75 @@ static void response_head(struct px_conn *c)
     write_to_client(c, bufs, 2);
 }
 
+static void up_data(struct px_up *u, ssize_t n);
+
+/* Decrypt what the TLS layer holds into up->buf while the state machine reads. */
+static void up_tls_read_pump(struct px_up *u)
+{
+    struct px_conn *c = u->conn;
+    int rc;
+
+    if (!c)
+        return;
+    if (!px_tls_handshake_done(u->tls)) {
+        rc = px_tls_handshake(u->tls);
+        if (up_tls_pump(u) < 0 && rc >= 0)
+            rc = PX_TLS_ERROR;
+        if (rc < 0) {
+            px_log(PX_INFO, "%s: TLS to real %s: %s", c->svc->name, u->real->name,
+                   px_tls_error(u->tls));
+            u->closing = true;
+            fail_upstream(c, true, 502);
+            return;
+        }
+        if (rc == 0)
+            return;
+        atomic_store(&u->real->conn_errors, 0);
+        up_connected(c);
+        return;
+    }
+    while (u->conn && u->reading && !u->closing && u->len < sizeof(u->buf)) {
+        ssize_t n = px_tls_read(u->tls, u->buf + u->len, sizeof(u->buf) - u->len);
+
+        if (n == 0)
+            break;
+        if (n < 0) {
+            up_data(u, n == PX_TLS_CLOSED ? UV_EOF : UV_EPROTO);
+            return;
+        }
+        up_data(u, n);
+    }
+    if (u->conn && !u->closing && up_tls_pump(u) < 0)
+        u->closing = true;
+}
+
 static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     struct px_up *u = s->data;
+    int rc;
+
+    (void)b;
+    if (!u->tls || n <= 0) {
+        if (u->tls && n == UV_ENOBUFS)
+            return;     /* the input ring is full: what it holds is read first */
+        up_data(u, n);
+        return;
+    }
+    if ((rc = px_tls_in_commit(u->tls, (size_t)n)) < 0) {
+        up_data(u, UV_EPROTO);
+        return;
+    }
+    up_tls_read_pump(u);
+}
+
+/* n response bytes arrived at up->buf + up->len (n < 0: the end). */
+static void up_data(struct px_up *u, ssize_t n)
+{
     struct px_conn *c = u->conn;
     uv_buf_t buf;
     size_t out = 0;
     int rc;
 
-    (void)b;
     if (!c || n == 0)
         return;
     if (n < 0) {
@@ -2045,8 +2277,10 @@ static void on_up_handle_closed(uv_handle_t *h)
 {
     struct px_up *u = h->data;
 
-    if (--u->handles == 0)
+    if (--u->handles == 0) {
+        px_tls_free(u->tls);
         free(u);
+    }
 }
 
 static void idle_remove(struct px_up *u)

@@ -47,19 +47,10 @@ static void real_sockaddr(struct px_real *r)
 static int pool_init(struct px_pool *p, struct px_service *svc, const char *name,
                      const struct xlb_cfg_match *match, enum xlb_cfg_sched sched,
                      const struct xlb_cfg_persistence *persist, const struct xlb_cfg_real *reals,
-                     int n_reals, char *err, size_t errlen)
+                     int n_reals)
 {
     int i;
 
-    for (i = 0; i < n_reals; i++)
-        if (reals[i].tls) {
-            snprintf(err, errlen, "service %s%s%s, real %s (line %d): tls: true "
-                     "(re-encryption to the real) is not supported by this version of "
-                     "xlb-proxy; remove it and let the real serve plain HTTP to the proxy",
-                     svc->name, name[0] ? ", sub-service " : "", name, reals[i].name,
-                     reals[i].line);
-            return -ENOTSUP;
-        }
 
     snprintf(p->name, sizeof(p->name), "%s", name);
     p->svc = svc;
@@ -84,6 +75,21 @@ static int pool_init(struct px_pool *p, struct px_service *svc, const char *name
     return 0;
 }
 
+/* Whether a real of the service or of one of its sub-services has tls: true. */
+static bool service_has_tls_real(const struct xlb_cfg_service *c)
+{
+    int i, j;
+
+    for (i = 0; i < c->n_reals; i++)
+        if (c->reals[i].tls)
+            return true;
+    for (i = 0; i < c->n_subs; i++)
+        for (j = 0; j < c->subs[i].n_reals; j++)
+            if (c->subs[i].reals[j].tls)
+                return true;
+    return false;
+}
+
 static int service_init(struct px_service *s, const struct xlb_cfg_service *c, char *err,
                         size_t errlen)
 {
@@ -99,21 +105,24 @@ static int service_init(struct px_service *s, const struct xlb_cfg_service *c, c
         return -ENOMEM;
     if (c->tls.enabled && (rc = px_tls_srv_new(&c->tls, c->name, &s->tls, err, errlen)))
         return rc;
+    if (service_has_tls_real(c) &&
+        (rc = px_tls_cli_new(c->tls.ca_file, &s->tls_cli, err, errlen)))
+        return rc;
     s->n_pools = n;
     if (!c->n_subs)
         return pool_init(&s->pools[0], s, "", NULL, c->scheduler, &c->persistence, c->reals,
-                         c->n_reals, err, errlen);
+                         c->n_reals);
     for (i = 0; i < c->n_subs; i++) {
         const struct xlb_cfg_sub *sb = &c->subs[i];
 
         if ((rc = pool_init(&s->pools[i], s, sb->name, &sb->match, sb->scheduler,
-                            &sb->persistence, sb->reals, sb->n_reals, err, errlen)))
+                            &sb->persistence, sb->reals, sb->n_reals)))
             return rc;
     }
     /* The service's own reals, after its sub-services: what nothing else matched. */
     if (c->n_reals)
         return pool_init(&s->pools[c->n_subs], s, "", NULL, c->scheduler, &c->persistence,
-                         c->reals, c->n_reals, err, errlen);
+                         c->reals, c->n_reals);
     return 0;
 }
 
@@ -182,6 +191,7 @@ void px_model_free(struct px_model *m)
         free(s->stats);
         px_cache_free(s->cache);
         px_tls_srv_free(s->tls);
+        px_tls_cli_free(s->tls_cli);
     }
     free(m->services);
     free(m->reals);

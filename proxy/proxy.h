@@ -65,6 +65,13 @@ struct px_up {
     struct px_up *next_idle;    /* in the worker's idle list of the real */
     bool connected, idle, closing, reused, wpending;
     bool reading;               /* uv_read_start is in force */
+    /* TLS to the real (tls: true) */
+    struct px_tls *tls;
+    uv_write_t twreq;
+    bool tls_writing;
+    size_t tls_wlen;
+    uv_buf_t tp[2];
+    unsigned int tpn, tpi;
     int handles;
     uint32_t requests;          /* served on this connection */
     char buf[PX_BUF_SIZE];      /* response bytes */

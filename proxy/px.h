@@ -26,6 +26,7 @@ struct px_lb_pool;              /* lb.c's private state of a pool */
 struct px_svc_stats;            /* proxy.h: the I/O core's counters of a service */
 struct px_cache;                /* cache.h */
 struct px_tls_srv;              /* tls.h */
+struct px_tls_cli;
 
 /* What a worker needs to send a request to a real. */
 struct px_real {
@@ -73,6 +74,7 @@ struct px_service {
     struct px_svc_stats *stats; /* the I/O core's */
     struct px_cache *cache;     /* NULL: no cache */
     struct px_tls_srv *tls;     /* NULL: plain HTTP */
+    struct px_tls_cli *tls_cli; /* reals with tls: true (re-encryption); else NULL */
 };
 
 struct px_model {

@@ -105,6 +105,9 @@ done
 # The proxy scenarios with the sanitizer build of xlb-proxy.
 run_shell "integration/test_proxy-asan" env XLB_PROXY="$SAN_BUILD/xlb-proxy" \
     XLBT_BACKEND="$BUILD/tests/xlbt-backend" bash tests/integration/test_proxy.sh
+run_shell "integration/test_proxy_tls-asan" env XLB_PROXY="$SAN_BUILD/xlb-proxy" \
+    XLB_AGENT="$BUILD/xlb-agent" XLBCTL="$BUILD/xlbctl" \
+    XLBT_BACKEND="$BUILD/tests/xlbt-backend" bash tests/integration/test_proxy_tls.sh
 # The encapsulation scenarios once more with the sanitizer build of xlbctl.
 run_shell "integration/test_encap-asan" env XLBCTL="$SAN_BUILD/xlbctl" \
     XLBT_NAMESRV="$BUILD/tests/xlbt-namesrv" XLBT_CLIENT="$BUILD/tests/xlbt-client" \

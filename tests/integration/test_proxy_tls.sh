@@ -28,20 +28,26 @@ cd "$TMP" || finish
     printf 'basicConstraints=critical,CA:true\nkeyUsage=keyCertSign,cRLSign\n' >int.ext
     openssl x509 -req -in int.csr -CA root.pem -CAkey root.key -CAcreateserial -days 2 \
         -extfile int.ext -out int.pem
-    for n in a b; do
+    for n in a b real; do
         openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key \
             -out $n.csr -subj /CN=$n.example.test
         printf 'subjectAltName=DNS:%s.example.test\n' $n >$n.ext
         openssl x509 -req -in $n.csr -CA int.pem -CAkey int.key -CAcreateserial -days 2 \
             -extfile $n.ext -out $n.crt
     done
+    mkdir -p www && echo "served over TLS by the real" >www/page.txt
     cat a.crt int.pem a.key >a.pem
     cat b.crt int.pem b.key >b.pem
 } >"$TMP/openssl.log" 2>&1 || { not_ok "openssl could not make the test certificates"; cat "$TMP/openssl.log"; finish; }
-ok "certificates made: a and b under an intermediate"
+ok "certificates made: a, b and real under an intermediate"
 
 bg o1 "$BACKEND" --name o1 --listen 127.0.0.11:8080
 bg o2 "$BACKEND" --name o2 --listen 127.0.0.12:8080
+# A real that speaks TLS only (openssl s_server: files of www/, HTTP/1.0).
+( cd "$TMP/www" && exec nsenter --net="/run/netns/$NS" -- openssl s_server -quiet -WWW \
+    -accept 127.0.0.13:9443 -cert "$TMP/real.crt" -cert_chain "$TMP/int.pem" \
+    -key "$TMP/real.key" ) >"$TMP/s_server.log" 2>&1 &
+PID[s_server]=$!
 cat >"$TMP/xlb.yaml" <<EOF
 node:
   bpffs: $BPFFS
@@ -62,6 +68,13 @@ services:
     cache: {enabled: true, max_size: 64MiB, max_object: 1MiB, cache_query: true}
     health_check: {type: tcp, interval: 1s}   # not http: it would count as requests at o1
     reals: [{name: o1, address: 127.0.0.11, port: 8080}]
+  - name: reenc
+    address: 127.0.0.3
+    ports: [443]
+    layer: 7
+    tls: {certificates: [$TMP/a.pem], ca_file: $TMP/root.pem}
+    health_check: {type: tcp, interval: 1s}
+    reals: [{name: sreal, address: 127.0.0.13, port: 9443, tls: true}]
   - name: selfsigned
     address: 127.0.0.2
     ports: [8443]
@@ -109,6 +122,12 @@ check "TLS failures counted (plaintext, version, other)" \
     "$(metric 'xlb_proxy_tls_handshakes_total{vs="shop",result="other"}')"
 check "self-signed service: handshake works and the certificate names the service" \
     grep -q "CN = selfsigned" <<<"$(in_ns timeout 5 openssl s_client -connect 127.0.0.2:8443 </dev/null 2>/dev/null | openssl x509 -noout -subject)"
+body=$(c -k --resolve real.example.test:443:127.0.0.3 https://real.example.test/page.txt)
+check "re-encryption: the TLS real's page, its certificate verified for real.example.test" \
+    test "$body" = "served over TLS by the real"
+code=$(c -k -o /dev/null -w '%{http_code}' --resolve other.example.test:443:127.0.0.3 https://other.example.test/page.txt)
+check "re-encryption: a real whose certificate does not name the host is refused (502)" test "$code" = 502
+check "re-encryption: the verification failure is logged" grep -q "TLS to real sreal: .*verify" "$TMP/proxy.log"
 hdr=$(c -D - -o /dev/null -H 'Host: a.example.test' 'http://127.0.0.1/path/x?q=1&r=2')
 check "port 80 redirects GET with 301 to https, host, path and query kept" \
     bash -c 'grep -q "^HTTP/1.1 301" <<<"$1" && grep -q "^Location: https://a.example.test/path/x?q=1&r=2" <<<"$1"' _ "$hdr"
