@@ -182,7 +182,7 @@ fi
 check "xlb-agent --check accepts the installed xlb.yaml.example" \
     "$AGENT" --check "$DEST/etc/xlb/xlb.yaml.example"
 out=$("$PROXY" --check "$DEST/etc/xlb/xlb.yaml.example" 2>&1); rc=$?
-if [ "$rc" -eq 0 ] && grep -q 'valid, [1-9][0-9]* layer-7 services' <<<"$out"; then
+if [ "$rc" -eq 0 ] && grep -q 'valid, [1-9][0-9]* layer-7 service(s)' <<<"$out"; then
     ok "xlb-proxy --check accepts the installed xlb.yaml.example"
 else
     not_ok "xlb-proxy --check accepts the installed xlb.yaml.example (exit $rc: $(head -c 600 <<<"$out"))"
@@ -415,11 +415,11 @@ EOF
         "$PROXY" --config "$TMP/proxy.yaml" >"$TMP/proxy.log" 2>&1 &
     proxy_pid=$!
     for _ in $(seq 50); do
-        grep -q 'serving 1 layer-7 services' "$TMP/proxy.log" && break
+        grep -q 'serving 1 layer-7 service(s)' "$TMP/proxy.log" && break
         kill -0 "$proxy_pid" 2>/dev/null || break
         sleep 0.1
     done
-    if grep -q 'serving 1 layer-7 services on 1 ports' "$TMP/proxy.log" &&
+    if grep -q 'serving 1 layer-7 service(s) on 1 port(s)' "$TMP/proxy.log" &&
        grep -qF "reading real states from $BPFFS/xlb_l7_reals" "$TMP/proxy.log"; then
         ok "the proxy listens on port 80 and reads the agent's pin with only $pcaps"
     else
