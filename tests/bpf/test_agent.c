@@ -363,6 +363,15 @@ static void stop_loop(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
+/* Stop the loop once both reals of the service (t->data) have a load. */
+static void stop_when_loads_read(uv_timer_t *t)
+{
+    struct agent_service *s = t->data;
+
+    if (s->reals[0]->load >= 0 && s->reals[1]->load >= 0)
+        uv_stop(t->loop);
+}
+
 /* 198.18.0.16 has a neighbour entry but no host: echo requests go
  * unanswered.  One service checks it by ICMP; the other service, which has
  * no check of its own, loses the real too (layer 3). */
@@ -501,7 +510,7 @@ Test(agent_maps, adaptive_weights_follow_the_loads_reals_report)
     struct load_srv ls = { .load = { "25\n", "75\n" } };
     struct agent a;
     uv_loop_t loop;
-    uv_timer_t t;
+    uv_timer_t t, deadline;
     struct agent_service *web;
     uint32_t count[XLB_MAX_REALS], ca, cb;
 
@@ -525,10 +534,16 @@ Test(agent_maps, adaptive_weights_follow_the_loads_reals_report)
     table_of(&a, web->vs_id, count, XLB_MAX_REALS);
     cr_assert_eq(count[web->reals[0]->real_id], count[web->reals[1]->real_id],
                  "no load read yet: plain round robin");
+    /* Until both loads are read (the first fetch follows the start), at
+     * most 5 s: a slow (sanitizer) build may take longer than the interval. */
     uv_timer_init(&loop, &t);
-    uv_timer_start(&t, stop_loop, 700, 0);
+    t.data = web;
+    uv_timer_start(&t, stop_when_loads_read, 50, 50);
+    uv_timer_init(&loop, &deadline);
+    uv_timer_start(&deadline, stop_loop, 5000, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_close((uv_handle_t *)&t, NULL);
+    uv_close((uv_handle_t *)&deadline, NULL);
     ls.stop = 1;
     pthread_join(ls.th, NULL);
     close(ls.fd[0]);
