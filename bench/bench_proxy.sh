@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
 # xlb-proxy against HAProxy and nginx, side by side, in one run:
-#   1. TLS 1.3 keep-alive, a 1 KiB response       (xlb-proxy, HAProxy, nginx)
-#   2. gzip level 1 and 6 of a 100 KiB text/html   (xlb-proxy, nginx)
-#   3. cache hits of a 1 KiB object (max-age=600)  (xlb-proxy, HAProxy, nginx)
+#   1. plain HTTP proxying of a 1 KiB response     (xlb-proxy, HAProxy, nginx)
+#   2. cookie-insert persistence over two reals, 1 KiB: clients that send
+#      the cookie they were given (ck-ret) and new clients that are given
+#      one with every response (ck-new)          (xlb-proxy, HAProxy, nginx)
+#   3. TLS 1.3 keep-alive, a 1 KiB response       (xlb-proxy, HAProxy, nginx)
+#   4. gzip level 1 and 6 of a 100 KiB text/html   (xlb-proxy, nginx)
+#   5. cache hits of a 1 KiB object (max-age=600)  (xlb-proxy, HAProxy, nginx)
+#
+# nginx (open source) has no cookie insertion: it is configured to do the
+# same with a map from the cookie to an upstream and a Set-Cookie naming
+# the upstream it chose when the request had no valid cookie.  HAProxy uses
+# "cookie XLBID insert indirect nocache", xlb-proxy active-cookie (whose
+# value is an HMAC-signed real id with an expiry, where the others send a
+# plain server name).
 #
 #   bench/bench_proxy.sh BUILD [SECONDS=6]
 #
@@ -22,6 +33,9 @@
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-${XLB_BENCH_PROXY_SECONDS:-6}}
+# XLB_BENCH_PROXY_ONLY: the sections to run, of "plain cookie tls gzip cache" (all)
+ONLY=${XLB_BENCH_PROXY_ONLY:-plain cookie tls gzip cache}
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 ROUNDS=${XLB_BENCH_PROXY_ROUNDS:-2}
 CONNS=50
 WARM=1
@@ -119,10 +133,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$TMP/crt.pem" "$TMP/key.pem" >"$TMP/cert.pem"
 SUITE=TLS_AES_256_GCM_SHA384    # OpenSSL's first TLS 1.3 suite: xlb-proxy's choice
 
-O=127.0.0.1:8080                # origin
-X_TLS=9443;  X_GZ1=9081;  X_GZ6=9082;  X_CACHE=9083
-H_TLS=10443; H_CACHE=10083
-N_TLS=11443; N_GZ1=11081; N_GZ6=11082; N_CACHE=11083
+O=127.0.0.1:8080                # origin (real "a")
+O2=127.0.0.1:8081               # the second real of the cookie tests ("b")
+X_PLAIN=9080;  X_CK=9084;  X_TLS=9443;  X_GZ1=9081;  X_GZ6=9082;  X_CACHE=9083
+H_PLAIN=10080; H_CK=10084; H_TLS=10443; H_CACHE=10083
+N_PLAIN=11080; N_CK=11084; N_TLS=11443; N_GZ1=11081; N_GZ6=11082; N_CACHE=11083
 
 ngx_common() {   # $1: prefix directory
     cat <<EOF
@@ -158,6 +173,11 @@ EOF
             add_header Cache-Control "max-age=600";
         }
     }
+    server {                     # real "b": says so in a header
+        listen $O2 backlog=4096;
+        root $TMP/www;
+        add_header X-Xlbt-Origin b;
+    }
 }
 EOF
 } >"$TMP/ngo/nginx.conf"
@@ -166,6 +186,12 @@ EOF
     ngx_common "$TMP/ngp"
     cat <<EOF
     upstream origin { server $O; keepalive 64; keepalive_requests 1000000; }
+    upstream ck_a { server $O; keepalive 64; keepalive_requests 1000000; }
+    upstream ck_b { server $O2; keepalive 64; keepalive_requests 1000000; }
+    upstream ck_ab { server $O; server $O2; keepalive 64; keepalive_requests 1000000; }
+    map \$cookie_XLBID \$ck_pool { a ck_a; b ck_b; default ck_ab; }
+    map \$upstream_addr \$ck_srv { $O a; default b; }
+    map \$cookie_XLBID \$ck_set { a ""; b ""; default "XLBID=\$ck_srv; Path=/; HttpOnly; Secure"; }
     proxy_http_version 1.1;
     proxy_set_header Connection "";
     proxy_buffering on;
@@ -173,6 +199,14 @@ EOF
     ssl_protocols TLSv1.3;
     ssl_conf_command Ciphersuites $SUITE;
     ssl_ecdh_curve X25519:prime256v1:secp384r1;
+    server {
+        listen 127.0.0.1:$N_PLAIN backlog=4096;
+        location / { proxy_pass http://origin; }
+    }
+    server {
+        listen 127.0.0.1:$N_CK backlog=4096;
+        location / { proxy_pass http://\$ck_pool; add_header Set-Cookie \$ck_set; }
+    }
     server {
         listen 127.0.0.1:$N_TLS ssl backlog=4096;
         ssl_certificate $TMP/cert.pem;
@@ -220,6 +254,12 @@ cache xlbt
     total-max-size 256
     max-object-size 1048576
     max-age 600
+frontend plain
+    bind 127.0.0.1:$H_PLAIN
+    default_backend origin
+frontend cookie
+    bind 127.0.0.1:$H_CK
+    default_backend origin_cookie
 frontend tls
     bind 127.0.0.1:$H_TLS ssl crt $TMP/cert.pem alpn http/1.1
     default_backend origin
@@ -228,6 +268,11 @@ frontend cache
     default_backend origin_cache
 backend origin
     server o $O
+backend origin_cookie
+    balance roundrobin
+    cookie XLBID insert indirect nocache httponly secure
+    server a $O cookie a
+    server b $O2 cookie b
 backend origin_cache
     http-request cache-use xlbt
     http-response cache-store xlbt
@@ -259,6 +304,17 @@ proxy:
   access_log: off
   cookie_key_file: $TMP/xlb/cookie.key
 services:
+EOF
+    xlb_svc xlbt-plain $X_PLAIN
+    cat <<EOF
+  - name: xlbt-cookie
+    address: 127.0.0.1
+    ports: [$X_CK]
+    layer: 7
+    scheduler: rr
+    health_check: {type: none}
+    persistence: {type: active-cookie, cookie: XLBID}
+    reals: [{address: 127.0.0.1, port: ${O##*:}}, {address: 127.0.0.1, port: ${O2##*:}}]
 EOF
     xlb_svc xlbt-tls $X_TLS "tls: {certificates: [$TMP/cert.pem], min_version: \"1.3\"}"
     xlb_svc xlbt-gz1 $X_GZ1 "compression: {enabled: true, level: 1, min_size: 1000, types: [text/html]}"
@@ -300,9 +356,10 @@ PIDS+=($!); PID_HAPROXY=$!
     2>"$TMP/xlb.err" &
 PIDS+=($!); PID_XLB=$!
 wait_port ${O##*:} "origin nginx"
-for p in $X_TLS $X_GZ1 $X_GZ6 $X_CACHE; do wait_port $p xlb-proxy; done
-for p in $H_TLS $H_CACHE; do wait_port $p haproxy; done
-for p in $N_TLS $N_GZ1 $N_GZ6 $N_CACHE; do wait_port $p "nginx proxy"; done
+wait_port ${O2##*:} "origin nginx"
+for p in $X_PLAIN $X_CK $X_TLS $X_GZ1 $X_GZ6 $X_CACHE; do wait_port $p xlb-proxy; done
+for p in $H_PLAIN $H_CK $H_TLS $H_CACHE; do wait_port $p haproxy; done
+for p in $N_PLAIN $N_CK $N_TLS $N_GZ1 $N_GZ6 $N_CACHE; do wait_port $p "nginx proxy"; done
 
 # ---- measuring -------------------------------------------------------------
 cpu_ticks() {   # pid: utime+stime of it and its children processes, in ticks
@@ -316,7 +373,7 @@ cpu_ticks() {   # pid: utime+stime of it and its children processes, in ticks
 }
 HZ=$(getconf CLK_TCK)
 RES=$TMP/results
-: >"$RES"
+: >"$RES"; : >"$TMP/sizes"; : >"$TMP/origin"; : >"$TMP/tls"
 
 alive() {   # name pid
     local st=0
@@ -378,11 +435,12 @@ fetch() {   # url out [curl args]: body to out, prints "code size"
     "${IN[@]}" curl -sk --max-time 10 -o "$out" -w '%{http_code} %{size_download}' "$@" "$url"
 }
 
-check_plain() {   # name url file
-    local r
-    r=$(fetch "$2" "$TMP/got" -D "$TMP/got.h") || true
-    if [ "${r%% *}" != 200 ] || ! cmp -s "$TMP/got" "$3"; then
-        echo "bench_proxy: $1: wrong response from $2 ($r)" >&2
+check_plain() {   # name url file [curl args]
+    local r n=$1 url=$2 file=$3
+    shift 3
+    r=$(fetch "$url" "$TMP/got" -D "$TMP/got.h" "$@") || true
+    if [ "${r%% *}" != 200 ] || ! cmp -s "$TMP/got" "$file"; then
+        echo "bench_proxy: $n: wrong response from $url ($r)" >&2
         cat "$TMP/got.h" >&2
         exit 1
     fi
@@ -403,10 +461,77 @@ order() {
     if [ $((r % 2)) -eq 1 ]; then printf '%s\n' "$@"; else printf '%s\n' "$@" | tac; fi
 }
 
-# 1. TLS
-echo "1. TLS 1.3 keep-alive, 1 KiB response"
-declare -A PORT_TLS=([xlb-proxy]=$X_TLS [haproxy]=$H_TLS [nginx]=$N_TLS)
 declare -A PID_OF=([xlb-proxy]=$PID_XLB [haproxy]=$PID_HAPROXY [nginx]=$PID_NGINX)
+
+# run3 TEST SCHEME PORTS: ROUNDS rounds of TEST against the three proxies,
+# GET SCHEME://127.0.0.1:PORT/small.txt, PORTS the name of their port map.
+run3() {
+    local t=$1 scheme=$2 r n
+    local -n ports=$3
+    for ((r = 1; r <= ROUNDS; r++)); do
+        for n in $(order $r xlb-proxy haproxy nginx); do
+            run "$t" "$n" "${PID_OF[$n]}" "$scheme://127.0.0.1:${ports[$n]}/small.txt" \
+                "$TMP/www/small.txt" ""
+        done
+    done
+}
+
+# The first load after start-up runs slow (page faults, caches, TCP
+# autotuning): every proxy gets one unmeasured load first.
+for n in xlb-proxy haproxy nginx; do
+    p=$X_PLAIN; [ $n = haproxy ] && p=$H_PLAIN; [ $n = nginx ] && p=$N_PLAIN
+    "${IN[@]}" "${CPU_LOAD[@]}" wrk -t1 -c$CONNS -d2s "http://127.0.0.1:$p/small.txt" >/dev/null
+done
+
+# 1. plain
+if want plain; then
+echo "1. plain HTTP, 1 KiB response"
+declare -A PORT_PLAIN=([xlb-proxy]=$X_PLAIN [haproxy]=$H_PLAIN [nginx]=$N_PLAIN)
+for n in xlb-proxy haproxy nginx; do
+    check_plain "$n" "http://127.0.0.1:${PORT_PLAIN[$n]}/small.txt" "$TMP/www/small.txt"
+done
+run3 plain http PORT_PLAIN
+fi
+
+# 2. cookie persistence
+if want cookie; then
+echo "2. cookie-insert persistence, two reals, 1 KiB response"
+declare -A PORT_CK=([xlb-proxy]=$X_CK [haproxy]=$H_CK [nginx]=$N_CK) COOKIE=()
+# origin_of FILE: the real that answered ("a" or "b"), from the headers
+origin_of() { grep -qi '^x-xlbt-origin: *b' "$1" && echo b || echo a; }
+for n in xlb-proxy haproxy nginx; do
+    url="http://127.0.0.1:${PORT_CK[$n]}/small.txt"
+    check_plain "$n" "$url" "$TMP/www/small.txt"
+    ck=$(sed -n 's/^[Ss]et-[Cc]ookie: *\(XLBID=[^;]*\).*/\1/p' "$TMP/got.h" | tr -d '\r')
+    [ -n "$ck" ] || { echo "bench_proxy: $n: no XLBID cookie for a new client" >&2; cat "$TMP/got.h" >&2; exit 1; }
+    first=$(origin_of "$TMP/got.h")
+    seen=
+    for i in 1 2 3 4 5 6; do      # the returning client stays; new ones spread
+        check_plain "$n" "$url" "$TMP/www/small.txt" -H "Cookie: $ck"
+        [ "$(origin_of "$TMP/got.h")" = "$first" ] ||
+            { echo "bench_proxy: $n: the cookie $ck did not keep the client on real $first" >&2; exit 1; }
+        ! grep -qi '^set-cookie:' "$TMP/got.h" ||
+            { echo "bench_proxy: $n: a fresh valid cookie was set again" >&2; cat "$TMP/got.h" >&2; exit 1; }
+        check_plain "$n" "$url" "$TMP/www/small.txt"
+        seen+=$(origin_of "$TMP/got.h")
+    done
+    [[ $seen == *a* && $seen == *b* ]] ||
+        { echo "bench_proxy: $n: new clients all went to one real ($seen)" >&2; exit 1; }
+    COOKIE[$n]=$ck
+done
+for ((r = 1; r <= ROUNDS; r++)); do
+    for n in $(order $r xlb-proxy haproxy nginx); do
+        run ck-ret "$n" "${PID_OF[$n]}" "http://127.0.0.1:${PORT_CK[$n]}/small.txt" "$TMP/www/small.txt" "" \
+            -H "Cookie: ${COOKIE[$n]}"
+    done
+done
+run3 ck-new http PORT_CK
+fi
+
+# 3. TLS
+if want tls; then
+echo "3. TLS 1.3 keep-alive, 1 KiB response"
+declare -A PORT_TLS=([xlb-proxy]=$X_TLS [haproxy]=$H_TLS [nginx]=$N_TLS)
 for n in xlb-proxy haproxy nginx; do
     check_plain "$n" "https://127.0.0.1:${PORT_TLS[$n]}/small.txt" "$TMP/www/small.txt"
     echo "$n $(tls_info "${PORT_TLS[$n]}")" >>"$TMP/tls"
@@ -414,14 +539,12 @@ done
 while read -r n v s; do
     [ "$v $s" = "TLSv1.3 $SUITE" ] || { echo "bench_proxy: $n negotiated '$v $s', not TLSv1.3 $SUITE" >&2; exit 1; }
 done <"$TMP/tls"
-for ((r = 1; r <= ROUNDS; r++)); do
-    for n in $(order $r xlb-proxy haproxy nginx); do
-        run tls "$n" "${PID_OF[$n]}" "https://127.0.0.1:${PORT_TLS[$n]}/small.txt" "$TMP/www/small.txt" ""
-    done
-done
+run3 tls https PORT_TLS
+fi
 
-# 2. gzip
-echo "2. gzip of a 100 KiB text/html body"
+# 4. gzip
+if want gzip; then
+echo "4. gzip of a 100 KiB text/html body"
 declare -A PORT_GZ=([xlb-proxy1]=$X_GZ1 [xlb-proxy6]=$X_GZ6 [nginx1]=$N_GZ1 [nginx6]=$N_GZ6)
 for lv in 1 6; do
     for n in xlb-proxy nginx; do
@@ -442,9 +565,11 @@ for lv in 1 6; do
         done
     done
 done
+fi
 
-# 3. cache
-echo "3. cache hits, 1 KiB, Cache-Control: max-age=600"
+# 5. cache
+if want cache; then
+echo "5. cache hits, 1 KiB, Cache-Control: max-age=600"
 declare -A PORT_CACHE=([xlb-proxy]=$X_CACHE [haproxy]=$H_CACHE [nginx]=$N_CACHE)
 for n in xlb-proxy haproxy nginx; do      # warm: the first fetch fills the cache
     for i in 1 2 3; do
@@ -461,6 +586,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
         echo "cache $n $((after - before))" >>"$TMP/origin"
     done
 done
+fi
 
 # ---- report ------------------------------------------------------------------
 python3 - "$RES" "$TMP/sizes" "$TMP/origin" "$TMP/tls" <<'PY'
@@ -491,21 +617,30 @@ for (t, n), r in res.items():
     print(f"{t:<8} {n:<10} {r['rps']:>9.0f} {r['p99']:>8.2f} {r['cpu']:>10.2f} {r['spread']:>6.2f} "
           f"{r['bpr']:>10.0f} {sizes.get((t, n), ''):>9} {r['err'] + r['st']:>6} "
           f"{origin.get((t, n), ''):>11}")
-print(f"TLS: " + "; ".join(f"{k} {v}" for k, v in tls.items()))
+if tls: print(f"TLS: " + "; ".join(f"{k} {v}" for k, v in tls.items()))
 print()
 print("targets (xlb-proxy)")
 def target(what, val, goal, higher=True):
-    ok = val >= goal if higher else val <= goal
-    print(f"  {what:<52} {val:>6.2f}x  {'>=' if higher else '<='} {goal:<4}  {'PASS' if ok else 'MISS'}")
+    try:
+        v = val()
+    except KeyError:      # the section did not run (XLB_BENCH_PROXY_ONLY)
+        return
+    ok = v >= goal if higher else v <= goal
+    print(f"  {what:<52} {v:>6.2f}x  {'>=' if higher else '<='} {goal:<4}  {'PASS' if ok else 'MISS'}")
 x = lambda t, n, k: res[t, n][k]
-best = min(x("tls", "haproxy", "cpu"), x("tls", "nginx", "cpu"))
-target("TLS cpu/req vs the better of haproxy, nginx", x("tls", "xlb-proxy", "cpu") / best, 0.9, False)
-target("gzip 1 req/s vs nginx", x("gzip1", "xlb-proxy", "rps") / x("gzip1", "nginx", "rps"), 1.3)
-target("gzip 6 req/s vs nginx", x("gzip6", "xlb-proxy", "rps") / x("gzip6", "nginx", "rps"), 1.0)
-target("gzip 1 size vs nginx", sizes["gzip1", "xlb-proxy"] / sizes["gzip1", "nginx"], 1.0, False)
-target("gzip 6 size vs nginx", sizes["gzip6", "xlb-proxy"] / sizes["gzip6", "nginx"], 1.0, False)
-target("cache req/s vs haproxy cache", x("cache", "xlb-proxy", "rps") / x("cache", "haproxy", "rps"), 1.0)
-target("cache req/s vs nginx proxy_cache", x("cache", "xlb-proxy", "rps") / x("cache", "nginx", "rps"), 1.5)
+for t, what in (("plain", "plain"), ("ck-ret", "cookie, returning clients"),
+                ("ck-new", "cookie, new clients")):
+    target(f"{what} req/s vs haproxy", lambda: x(t, "xlb-proxy", "rps") / x(t, "haproxy", "rps"), 1.0)
+    target(f"{what} p99 vs haproxy", lambda: x(t, "xlb-proxy", "p99") / x(t, "haproxy", "p99"), 1.0, False)
+    target(f"{what} cpu/req vs haproxy", lambda: x(t, "xlb-proxy", "cpu") / x(t, "haproxy", "cpu"), 0.8, False)
+target("TLS cpu/req vs the better of haproxy, nginx", lambda: x("tls", "xlb-proxy", "cpu") /
+       min(x("tls", "haproxy", "cpu"), x("tls", "nginx", "cpu")), 0.9, False)
+target("gzip 1 req/s vs nginx", lambda: x("gzip1", "xlb-proxy", "rps") / x("gzip1", "nginx", "rps"), 1.3)
+target("gzip 6 req/s vs nginx", lambda: x("gzip6", "xlb-proxy", "rps") / x("gzip6", "nginx", "rps"), 1.0)
+target("gzip 1 size vs nginx", lambda: sizes["gzip1", "xlb-proxy"] / sizes["gzip1", "nginx"], 1.0, False)
+target("gzip 6 size vs nginx", lambda: sizes["gzip6", "xlb-proxy"] / sizes["gzip6", "nginx"], 1.0, False)
+target("cache req/s vs haproxy cache", lambda: x("cache", "xlb-proxy", "rps") / x("cache", "haproxy", "rps"), 1.0)
+target("cache req/s vs nginx proxy_cache", lambda: x("cache", "xlb-proxy", "rps") / x("cache", "nginx", "rps"), 1.5)
 bad = [f"{t}/{n}: {r['err']} socket errors, {r['st']} non-2xx" for (t, n), r in res.items() if r["err"] or r["st"]]
 bad += [f"cache/{n}: the origin saw {c} requests during the run" for (t, n), c in origin.items() if c]
 for b in bad:
