@@ -134,6 +134,12 @@ void px_persist_learn(struct px_pool *pool, struct px_real *r, const char *buf,
 /* 64-bit hash of the client address (and port with with_port), the same on
  * every node. */
 uint64_t px_hash_client(const struct sockaddr_storage *ss, bool with_port);
+/* The SHA-256 block function: PX_SHA_AUTO (the CPU's SHA instructions when
+ * it has them, the default), PX_SHA_PORTABLE (plain C) or PX_SHA_CPU
+ * (-ENOTSUP without them).  For tests and benchmarks. */
+enum { PX_SHA_AUTO, PX_SHA_PORTABLE, PX_SHA_CPU };
+int px_sha256_select(int impl);
+
 void px_hmac_sha256(const uint8_t key[32], const void *const *parts, const size_t *lens, int n,
                     uint8_t out[32]);
 

@@ -48,6 +48,11 @@
 #include "lb_int.h"
 #include "maglev.h"
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 /* Fixed SipHash keys of the hash persistence types and sh/maglev, so that
  * nodes agree ("xlb-px-hash-key!" in ASCII). */
 #define HK0 0x78702d786c622d70ull
@@ -73,7 +78,7 @@ static inline uint32_t ror32(uint32_t x, int n)
     return x >> n | x << (32 - n);
 }
 
-static void sha_block(uint32_t h[8], const uint8_t *p)
+static void sha_block_c(uint32_t h[8], const uint8_t *p)
 {
     uint32_t w[64], a, b, c, d, e, f, g, k;
 
@@ -95,6 +100,97 @@ static void sha_block(uint32_t h[8], const uint8_t *p)
         k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
     h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+
+#if defined(__x86_64__)
+/*
+ * The same block with the x86 SHA extensions.  The state is kept as the
+ * instructions want it: s0 = (A, B, E, F) and s1 = (C, D, G, H), highest
+ * lane first.  Each sha256rnds2 does two rounds with the two low words of
+ * W + K; the message schedule takes W[t-16..t-13] and W[t-12] through
+ * sha256msg1 (the sigma0 terms), adds W[t-7..t-4], and sha256msg2 adds the
+ * sigma1 terms of W[t-2], W[t-1] and the two words it has just made.
+ */
+__attribute__((target("sha,sse4.1,ssse3")))
+static void sha_block_ni(uint32_t h[8], const uint8_t *p)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bll, 0x0405060700010203ll);
+    __m128i t = _mm_loadu_si128((const __m128i *)h);
+    __m128i s1 = _mm_loadu_si128((const __m128i *)(h + 4));
+    __m128i s0, save0, save1, w[4], m;
+
+    t = _mm_shuffle_epi32(t, 0xb1);             /* B A D C */
+    s1 = _mm_shuffle_epi32(s1, 0x1b);           /* H G F E */
+    s0 = _mm_alignr_epi8(t, s1, 8);             /* F E B A: ABEF */
+    s1 = _mm_blend_epi16(s1, t, 0xf0);          /* H G D C: CDGH */
+    save0 = s0;
+    save1 = s1;
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+    for (int g = 0; g < 16; g++) {
+        if (g >= 4) {
+            /* W[4g..4g+3] from the groups g-4 (in w[g & 3]) to g-1 */
+            __m128i x = _mm_sha256msg1_epu32(w[g & 3], w[(g + 1) & 3]);
+
+            x = _mm_add_epi32(x, _mm_alignr_epi8(w[(g + 3) & 3], w[(g + 2) & 3], 4));
+            w[g & 3] = _mm_sha256msg2_epu32(x, w[(g + 3) & 3]);
+        }
+        m = _mm_add_epi32(w[g & 3], _mm_loadu_si128((const __m128i *)(sha_k + 4 * g)));
+        s1 = _mm_sha256rnds2_epu32(s1, s0, m);
+        m = _mm_shuffle_epi32(m, 0x0e);
+        s0 = _mm_sha256rnds2_epu32(s0, s1, m);
+    }
+    s0 = _mm_add_epi32(s0, save0);
+    s1 = _mm_add_epi32(s1, save1);
+    t = _mm_shuffle_epi32(s0, 0x1b);            /* A B E F */
+    s1 = _mm_shuffle_epi32(s1, 0xb1);           /* G H C D */
+    _mm_storeu_si128((__m128i *)h, _mm_blend_epi16(t, s1, 0xf0));
+    _mm_storeu_si128((__m128i *)(h + 4), _mm_alignr_epi8(s1, t, 8));
+}
+
+static bool cpu_has_sha(void)
+{
+    unsigned a, b, c, d;
+
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3))
+        return false;
+    return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#endif
+
+/* The block function in use: chosen on first use, or by px_sha256_select. */
+static void (*_Atomic sha_block_fn)(uint32_t h[8], const uint8_t *p);
+
+int px_sha256_select(int impl)
+{
+    switch (impl) {
+    case PX_SHA_AUTO:
+#if defined(__x86_64__)
+        sha_block_fn = cpu_has_sha() ? sha_block_ni : sha_block_c;
+#else
+        sha_block_fn = sha_block_c;
+#endif
+        return 0;
+    case PX_SHA_PORTABLE:
+        sha_block_fn = sha_block_c;
+        return 0;
+    case PX_SHA_CPU:
+#if defined(__x86_64__)
+        if (cpu_has_sha()) {
+            sha_block_fn = sha_block_ni;
+            return 0;
+        }
+#endif
+        return -ENOTSUP;
+    }
+    return -EINVAL;
+}
+
+static void sha_block(uint32_t h[8], const uint8_t *p)
+{
+    if (!sha_block_fn)
+        px_sha256_select(PX_SHA_AUTO);
+    sha_block_fn(h, p);
 }
 
 static void sha_init(struct px_sha256 *s)

@@ -675,8 +675,23 @@ Test(px_lb_persist, every_type_sticks_and_spreads)
 }
 
 /* The HMAC-SHA256 of cookies and ids: RFC 4231 case 1, then OpenSSL's
- * answer for every length across the block boundaries. */
+ * answer for every length across the block boundaries, with the portable
+ * block function and with the CPU's SHA instructions (when it has them). */
+static void hmac_sha256_check(void);
+
 Test(px_lb_persist, hmac_sha256)
+{
+    cr_assert_eq(px_sha256_select(PX_SHA_PORTABLE), 0);
+    hmac_sha256_check();
+    if (px_sha256_select(PX_SHA_CPU) == 0)
+        hmac_sha256_check();
+    else
+        cr_log_warn("this CPU has no SHA instructions: only the portable SHA-256 was tested");
+    cr_assert_eq(px_sha256_select(PX_SHA_AUTO), 0);
+    cr_expect_eq(px_sha256_select(99), -EINVAL);
+}
+
+static void hmac_sha256_check(void)
 {
     static const uint8_t want1[32] = {
         0xb0, 0x34, 0x4c, 0x61, 0xd8, 0xdb, 0x38, 0x53, 0x5c, 0xa8, 0xaf, 0xce, 0xaf, 0x0b, 0xf1, 0x2b,
