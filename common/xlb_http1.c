@@ -200,6 +200,7 @@ void xlb_h1_init(struct xlb_h1_parser *p, enum xlb_h1_kind kind, const struct xl
     p->max_fields = max_fields;
     p->head.fields = fields;
     p->head.host_field = -1;
+    p->head.connection_field = -1;
     p->state = ST_START;
 }
 
@@ -474,6 +475,8 @@ static enum xlb_h1_error field_meaning(struct xlb_h1_parser *p, const char *buf,
         break;
     case 10:
         if (TOK_EQ(name, 10, "connection")) {
+            if (p->head.connection_field < 0)
+                p->head.connection_field = (int)idx;
             while (list_next(v, n, &i, &s, &len)) {
                 if (TOK_EQ(v + s, len, "close"))
                     p->flags |= F_CLOSE;

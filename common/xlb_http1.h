@@ -130,6 +130,7 @@ struct xlb_h1_head {
     bool expect_continue;       /* request: Expect: 100-continue */
     bool upgrade;               /* Connection: upgrade with an Upgrade field */
     int host_field;             /* request: index of the Host field, -1 = none */
+    int connection_field;       /* index of the first Connection field, -1 = none */
 };
 
 /* Parser state.  Embed it; zero it with xlb_h1_init().  The fields below the

@@ -52,6 +52,8 @@ struct px_conn {
     struct px_worker *w;
     struct px_listener *l;
     struct px_service *svc;
+    uint64_t deadline;          /* loop ms of the timeout in force; UINT64_MAX: none */
+    uint64_t timer_due;         /* loop ms the uv timer is set for */
     struct sockaddr_storage peer;
     char peer_ip[INET6_ADDRSTRLEN];
     uint16_t peer_port;
@@ -85,6 +87,9 @@ struct px_conn {
     struct px_enc_stream *comp; /* streaming this response */
     bool comp_end;              /* the last chunk is out (or queued) */
     bool await_whole;           /* reading the rest of a body to compress whole */
+    struct px_block *whole;     /* the body gathered, when up->buf is too small */
+    size_t whole_len;
+    struct px_block *zout;      /* the whole body compressed (else in zbuf) */
     bool head_queued;           /* out_c not written yet (goes with the first chunk) */
     const char *zin;            /* payload waiting for the encoder, in up->buf */
     size_t zin_len;
@@ -135,6 +140,15 @@ static void send_error(struct px_conn *c, int status);
 static bool lower_eq(const char *buf, struct xlb_h1_str s, const char *text)
 {
     return xlb_h1_str_eq(buf, s, text);
+}
+
+/* s of buf as a C string in out[size], cut to fit. */
+static void copy_str(char *out, size_t size, const char *buf, struct xlb_h1_str s)
+{
+    size_t n = s.len < size - 1 ? s.len : size - 1;
+
+    memcpy(out, buf + s.off, n);
+    out[n] = '\0';
 }
 
 static size_t ip_text(const struct sockaddr_storage *ss, char *buf, size_t len, uint16_t *port)
@@ -213,16 +227,23 @@ static bool method_idempotent(const char *buf, struct xlb_h1_str m)
  * ones named in Connection. */
 static bool hop_by_hop(const char *buf, const struct xlb_h1_head *h, const struct xlb_h1_field *f)
 {
-    static const char *const names[] = { "connection", "keep-alive", "proxy-connection", "te",
-                                         "upgrade", "proxy-authenticate",
-                                         "proxy-authorization" };
-    size_t i;
+    const char *hop = NULL, *hop2 = NULL;
     int k;
 
-    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (lower_eq(buf, f->name, names[i]))
-            return true;
-    for (k = xlb_h1_find(h, buf, "connection", 0); k >= 0;
+    switch (f->name.len) {      /* the fixed hop-by-hop fields */
+    case 2: hop = "te"; break;
+    case 7: hop = "upgrade"; break;
+    case 10: hop = "connection"; hop2 = "keep-alive"; break;
+    case 16: hop = "proxy-connection"; break;
+    case 18: hop = "proxy-authenticate"; break;
+    case 19: hop = "proxy-authorization"; break;
+    }
+    if ((hop && lower_eq(buf, f->name, hop)) || (hop2 && lower_eq(buf, f->name, hop2)))
+        return true;
+    if (h->connection_field < 0)
+        return false;
+    /* the fields the Connection fields name */
+    for (k = xlb_h1_find(h, buf, "connection", (uint32_t)h->connection_field); k >= 0;
          k = xlb_h1_find(h, buf, "connection", (uint32_t)k + 1)) {
         char name[256];
 
@@ -236,7 +257,22 @@ static bool hop_by_hop(const char *buf, const struct xlb_h1_head *h, const struc
     return false;
 }
 
+/*
+ * Append the field lines [from, to) of head h in buf as received: the
+ * parser allows neither obs-fold nor bare LF, so they are contiguous
+ * "name:OWS value OWS CRLF" lines, and a run of kept fields is one copy.
+ */
+static void add_field_lines(struct xlb_buf *o, const char *buf, const struct xlb_h1_head *h,
+                            uint32_t from, uint32_t to)
+{
+    uint32_t start = h->fields[from].name.off;
+    uint32_t end = to < h->n_fields ? h->fields[to].name.off : h->head_len - 2;
+
+    xlb_buf_add(o, buf + start, end - start);
+}
+
 static void timer_arm(struct px_conn *c, uint32_t ms);
+static void timer_disarm(struct px_conn *c);
 
 /* ---- handles and lifetime ---------------------------------------------- */
 
@@ -290,10 +326,48 @@ static void real_put(struct px_conn *c)
 
 static void log_request(struct px_conn *c);
 
-/* Drop what a request holds of the cache and the encoder; complete: the
- * response went out whole (a fill is stored then). */
+/* A free block of w, or a new one while there are fewer than
+ * PX_BLOCKS_MAX; NULL when there is none. */
+static struct px_block *block_get(struct px_worker *w)
+{
+    struct px_block *b = w->blocks;
+
+    if (b) {
+        w->blocks = b->next;
+        return b;
+    }
+    if (w->n_blocks >= PX_BLOCKS_MAX || !(b = malloc(sizeof(*b))))
+        return NULL;
+    w->n_blocks++;
+    return b;
+}
+
+static void block_put(struct px_worker *w, struct px_block **bp)
+{
+    if (*bp) {
+        (*bp)->next = w->blocks;
+        w->blocks = *bp;
+        *bp = NULL;
+    }
+}
+
+void px_blocks_free(struct px_worker *w)
+{
+    while (w->blocks) {
+        struct px_block *b = w->blocks;
+
+        w->blocks = b->next;
+        free(b);
+        w->n_blocks--;
+    }
+}
+
+/* Drop what a request holds of the cache, the encoder and the worker's
+ * blocks; complete: the response went out whole (a fill is stored then). */
 static void request_done(struct px_conn *c, bool complete)
 {
+    block_put(c->w, &c->whole);
+    block_put(c->w, &c->zout);
     if (c->fill) {
         px_cache_fill_end(c->fill, complete);
         c->fill = NULL;
@@ -474,6 +548,17 @@ static int cl_send(struct px_conn *c, uv_buf_t *bufs, unsigned int nb, uv_write_
     c->tpn = nb < 2 ? nb : 2;
     c->tpi = 0;
     c->tcb = cb;
+    if (c->tpn == 2 && !c->tls_writing) {
+        /* A head and a small body: one record. */
+        const char *p[2] = { c->tp[0].base, c->tp[1].base };
+        size_t l[2] = { c->tp[0].len, c->tp[1].len };
+        ssize_t n = px_tls_write_gather(c->tls, p, l, 2);
+
+        if (n < 0)
+            return (int)n;
+        if (n > 0)
+            c->tp[0].len = c->tp[1].len = 0;
+    }
     rc = tls_pump(c);
     if (rc == 1) {
         c->tpn = c->tpi = 0;
@@ -596,10 +681,8 @@ static void send_error(struct px_conn *c, int status)
 
 /* ---- timers ------------------------------------------------------------ */
 
-static void on_timeout(uv_timer_t *t)
+static void on_timeout(struct px_conn *c)
 {
-    struct px_conn *c = t->data;
-
     switch (c->phase) {
     case PH_HEAD:
         if (c->clen == 0 && !c->cwrite_pending) {
@@ -633,9 +716,43 @@ static void on_timeout(uv_timer_t *t)
     }
 }
 
+/*
+ * The connection's timer is lazy: timer_arm and timer_disarm only move the
+ * deadline.  The uv timer is set again only when the new deadline comes
+ * before the time it is set for; when it fires early it sets itself for
+ * the rest.  A request re-arms the timer several times, and each uv restart
+ * is a removal and an insertion in the loop's timer heap.
+ */
+static void on_timer(uv_timer_t *t)
+{
+    struct px_conn *c = t->data;
+    uint64_t now = uv_now(t->loop);
+
+    if (c->deadline == UINT64_MAX)
+        return;
+    if (now < c->deadline) {
+        c->timer_due = c->deadline;
+        uv_timer_start(t, on_timer, c->deadline - now, 0);
+        return;
+    }
+    c->deadline = UINT64_MAX;
+    on_timeout(c);
+}
+
 static void timer_arm(struct px_conn *c, uint32_t ms)
 {
-    uv_timer_start(&c->timer, on_timeout, ms, 0);
+    uint64_t due = uv_now(&c->w->loop) + ms;
+
+    c->deadline = due;
+    if (uv_is_active((uv_handle_t *)&c->timer) && c->timer_due <= due)
+        return;
+    c->timer_due = due;
+    uv_timer_start(&c->timer, on_timer, ms, 0);
+}
+
+static void timer_disarm(struct px_conn *c)
+{
+    c->deadline = UINT64_MAX;
 }
 
 /* ---- access log and counters --------------------------------------------- */
@@ -788,6 +905,16 @@ static void next_request(struct px_conn *c)
             return;
         }
     }
+    if (c->client_eof) {
+        /* the rest of a pipelined request will not come */
+        if (c->clen) {
+            atomic_fetch_add(&c->svc->stats->bad_requests, 1);
+            c->status = 400;
+            log_request(c);
+        }
+        conn_close(c);
+        return;
+    }
     timer_arm(c, c->clen ? px_set.cfg->client_header_ms : px_set.cfg->keepalive_ms);
     client_read_start(c);
 }
@@ -838,7 +965,7 @@ static int build_request_head(struct px_conn *c)
     const char *buf = c->cbuf;
     struct xlb_buf *o = &c->out_u;
     bool fwd = c->svc->cfg->forwarded_headers, trusted = fwd && client_trusted(c);
-    uint32_t i;
+    uint32_t i, run = 0;
 
     xlb_buf_reset(o);
     xlb_buf_add(o, buf + h->method.off, h->method.len);
@@ -848,17 +975,17 @@ static int build_request_head(struct px_conn *c)
     for (i = 0; i < h->n_fields; i++) {
         const struct xlb_h1_field *f = &h->fields[i];
 
-        if (hop_by_hop(buf, h, f))
-            continue;
-        if (fwd && (lower_eq(buf, f->name, "x-forwarded-for") ||
-                    lower_eq(buf, f->name, "x-forwarded-proto") ||
-                    lower_eq(buf, f->name, "forwarded")))
-            continue;
-        xlb_buf_add(o, buf + f->name.off, f->name.len);
-        xlb_buf_add(o, ": ", 2);
-        xlb_buf_add(o, buf + f->value.off, f->value.len);
-        xlb_buf_add(o, "\r\n", 2);
+        if (hop_by_hop(buf, h, f) ||
+            (fwd && (lower_eq(buf, f->name, "x-forwarded-for") ||
+                     lower_eq(buf, f->name, "x-forwarded-proto") ||
+                     lower_eq(buf, f->name, "forwarded")))) {
+            if (run < i)
+                add_field_lines(o, buf, h, run, i);
+            run = i + 1;
+        }
     }
+    if (run < h->n_fields)
+        add_field_lines(o, buf, h, run, h->n_fields);
     if (h->host_field < 0) {
         /* An HTTP/1.0 request without Host: name the address it came to. */
         char ip[INET6_ADDRSTRLEN];
@@ -996,17 +1123,22 @@ static void start_request(struct px_conn *c)
     const struct xlb_h1_head *h = &c->req.head;
     struct px_reqview rv;
 
-    client_read_stop(c);
-    uv_timer_stop(&c->timer);
+    timer_disarm(c);
     c->next_off = h->head_len;
     c->idempotent = method_idempotent(c->cbuf, h->method);
     c->has_body = h->framing == XLB_H1_BODY_CHUNKED ||
                   (h->framing == XLB_H1_BODY_LENGTH && h->content_length > 0);
+    /* A body is read under the exchange's control.  Without one, reading
+     * goes on: pipelined requests collect behind this one in cbuf (reading
+     * stops when it is full), and the socket's epoll registration is not
+     * changed twice per request. */
+    if (c->has_body || c->clen >= c->ccap)
+        client_read_stop(c);
     c->req_body_done = !c->has_body;
     c->requests++;
     c->is_head = h->method.len == 4 && !memcmp(c->cbuf + h->method.off, "HEAD", 4);
-    snprintf(c->method, sizeof(c->method), "%.*s", (int)h->method.len, c->cbuf + h->method.off);
-    snprintf(c->target, sizeof(c->target), "%.*s", (int)h->target.len, c->cbuf + h->target.off);
+    copy_str(c->method, sizeof(c->method), c->cbuf, h->method);
+    copy_str(c->target, sizeof(c->target), c->cbuf, h->target);
     if (c->l->redirect) {
         send_redirect(c);
         return;
@@ -1077,8 +1209,8 @@ static struct px_up *idle_pop(struct px_worker *w, struct px_real *r)
     l->n--;
     u->next_idle = NULL;
     u->idle = false;
-    uv_timer_stop(&u->idle_timer);
-    up_read_stop(u);
+    /* Reading goes on (on_up_read serves both states) and the idle timer
+     * is left to find the connection busy when it fires. */
     return u;
 }
 
@@ -1293,6 +1425,8 @@ static void on_up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 }
 
 static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void idle_remove(struct px_up *u);
+static void up_close(struct px_up *u);
 static void on_up_written(uv_write_t *req, int status);
 
 /* ---- the upstream transport: plain, or TLS (re-encryption) --------------- */
@@ -1436,12 +1570,19 @@ static int forward_req_body(struct px_conn *c, size_t off, size_t len, uv_buf_t 
 
 static void up_tls_read_pump(struct px_up *u);
 
+static void up_read_on(struct px_up *u)
+{
+    if (!u->reading) {
+        u->reading = true;
+        uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_up_read);
+    }
+}
+
 static void up_read_start(struct px_conn *c)
 {
     if (c->up->reading)
         return;
-    c->up->reading = true;
-    uv_read_start((uv_stream_t *)&c->up->tcp, on_up_alloc, on_up_read);
+    up_read_on(c->up);
     /* Plaintext the TLS layer holds already is not announced by the socket. */
     if (c->up->tls && px_tls_handshake_done(c->up->tls))
         up_tls_read_pump(c->up);
@@ -1607,6 +1748,8 @@ static void tls_read_pump(struct px_conn *c)
             return;
         }
         client_data(c, n);
+        if (!c->closing && !px_tls_readable(c->tls))
+            break;
     }
     if (!c->closing && tls_flush(c) < 0)
         conn_close(c);
@@ -1618,8 +1761,8 @@ static void on_client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     int rc;
 
     (void)b;
-    if (c->tls && n == UV_ENOBUFS) {
-        /* The TLS input ring is full: wait until the plaintext is taken. */
+    if (n == UV_ENOBUFS) {
+        /* cbuf or the TLS input ring is full: wait until it is taken. */
         client_read_stop(c);
         return;
     }
@@ -1651,17 +1794,26 @@ static void client_data(struct px_conn *c, ssize_t n)
             c->status = 400;
             log_request(c);
             conn_close(c);  /* a partial request, then the end: nobody to answer */
+        } else if ((c->phase == PH_CONNECT || c->phase == PH_EXCHANGE) && c->req_body_done) {
+            /* A half-close after a whole request: it is answered, then
+             * the connection closes (finish_request). */
         } else {
             conn_close(c);  /* the client left during the exchange */
         }
         return;
     }
-    if (c->phase == PH_EXCHANGE) {
+    if (c->phase == PH_EXCHANGE && !c->req_body_done) {
         client_body_read(c, (size_t)n);
         return;
     }
-    if (c->phase != PH_HEAD)
+    if (c->phase != PH_HEAD) {
+        /* Pipelined bytes behind a request being answered: kept in cbuf
+         * for next_request; a full cbuf stops reading. */
+        c->clen += (size_t)n;
+        if (c->clen >= c->ccap)
+            client_read_stop(c);
         return;
+    }
     if (c->clen == 0) {
         /* client_header runs from the first byte to the end of the head. */
         c->t_start = px_now_ms();
@@ -1721,10 +1873,18 @@ static int build_response_head(struct px_conn *c, enum px_enc enc, size_t onesho
     const char *buf = c->up->buf;
     struct xlb_buf *o = &c->out_c;
     bool v10 = c->req.head.version_minor == 0;
-    uint32_t i;
+    char st[16] = "HTTP/1.1 ";
+    uint32_t i, run = 0;
 
     xlb_buf_reset(o);
-    xlb_buf_printf(o, "HTTP/1.1 %d %.*s\r\n", h->status, (int)h->reason.len, buf + h->reason.off);
+    /* status is 100..999 */
+    st[9] = (char)('0' + h->status / 100);
+    st[10] = (char)('0' + h->status / 10 % 10);
+    st[11] = (char)('0' + h->status % 10);
+    st[12] = ' ';
+    xlb_buf_add(o, st, 13);
+    xlb_buf_add(o, buf + h->reason.off, h->reason.len);
+    xlb_buf_add(o, "\r\n", 2);
     if (enc != PX_ENC_IDENTITY) {
         if (px_compress_fields(o, buf, h, enc, skip_hop, NULL))
             return -ENOMEM;
@@ -1736,15 +1896,15 @@ static int build_response_head(struct px_conn *c, enum px_enc enc, size_t onesho
         for (i = 0; i < h->n_fields; i++) {
             const struct xlb_h1_field *f = &h->fields[i];
 
-            if (hop_by_hop(buf, h, f))
-                continue;
-            if (c->dechunk && lower_eq(buf, f->name, "transfer-encoding"))
-                continue;
-            xlb_buf_add(o, buf + f->name.off, f->name.len);
-            xlb_buf_add(o, ": ", 2);
-            xlb_buf_add(o, buf + f->value.off, f->value.len);
-            xlb_buf_add(o, "\r\n", 2);
+            if (hop_by_hop(buf, h, f) ||
+                (c->dechunk && lower_eq(buf, f->name, "transfer-encoding"))) {
+                if (run < i)
+                    add_field_lines(o, buf, h, run, i);
+                run = i + 1;
+            }
         }
+        if (run < h->n_fields)
+            add_field_lines(o, buf, h, run, h->n_fields);
     }
     if (!o->data)
         return -ENOMEM;
@@ -1808,13 +1968,13 @@ static void finish_request(struct px_conn *c)
     bool reuse = u && c->resp.head.keep_alive && c->resp.head.framing != XLB_H1_BODY_EOF &&
                  !u->closing && c->req_body_done;
 
-    uv_timer_stop(&c->timer);
+    timer_disarm(c);
     log_request(c);
     request_done(c, true);
     if (u)
         up_release(c, reuse);
     real_put(c);
-    if (c->close_after || c->client_eof) {
+    if (c->close_after || (c->client_eof && c->next_off >= c->clen)) {
         conn_close(c);
         return;
     }
@@ -1974,16 +2134,25 @@ static int zbuf_room(struct px_conn *c, size_t need)
     return 0;
 }
 
-/* The whole body of a response to compress is in up->buf after its head. */
+/* The whole body of a response to compress is in c->whole, else in
+ * up->buf after its head.  The output goes to a block, else to zbuf. */
 static void send_whole_compressed(struct px_conn *c)
 {
     const struct xlb_h1_head *h = &c->resp.head;
-    size_t have = c->up->len - h->head_len, zl = 0, len = (size_t)h->content_length;
+    size_t len = (size_t)h->content_length, zl = 0, bound = px_enc_bound(c->enc, len), cap;
+    size_t have = c->whole ? c->whole_len : c->up->len - h->head_len;
+    const char *in = c->whole ? c->whole->data : c->up->buf + h->head_len;
+    char *out;
     uv_buf_t bufs[2];
 
-    if (zbuf_room(c, px_enc_bound(c->enc, len)) ||
-        px_enc_oneshot(c->enc, c->svc->cfg->compression.level, c->up->buf + h->head_len, len,
-                       c->zbuf, c->zcap, &zl)) {
+    if (bound <= PX_BLOCK_SIZE && (c->zout = block_get(c->w))) {
+        out = c->zout->data;
+        cap = PX_BLOCK_SIZE;
+    } else {
+        out = zbuf_room(c, bound) ? NULL : c->zbuf;
+        cap = c->zcap;
+    }
+    if (!out || px_enc_oneshot(c->enc, c->svc->cfg->compression.level, in, len, out, cap, &zl)) {
         px_log(PX_WARN, "%s: %s compression failed: response cut", c->svc->name,
                px_enc_name(c->enc));
         conn_close(c);
@@ -1997,10 +2166,10 @@ static void send_whole_compressed(struct px_conn *c)
         return;
     }
     if (c->fill)
-        px_cache_fill_add(c->fill, c->zbuf, zl);
+        px_cache_fill_add(c->fill, out, zl);
     c->resp_started = true;
     bufs[0] = uv_buf_init(c->out_c.data, (unsigned int)c->out_c.len);
-    bufs[1] = uv_buf_init(c->zbuf, (unsigned int)zl);
+    bufs[1] = uv_buf_init(out, (unsigned int)zl);
     c->bytes_out += c->out_c.len + zl;
     write_to_client(c, bufs, 2);
 }
@@ -2069,16 +2238,25 @@ static void response_head(struct px_conn *c)
     if (c->enc != PX_ENC_IDENTITY &&
         px_compress_eligible(&c->svc->cfg->compression, c->rbuf, &c->req.head, c->up->buf, h)) {
         const struct xlb_cfg_compression *cc = &c->svc->cfg->compression;
-        size_t have = c->up->len - h->head_len, zl = 0;
+        size_t have = c->up->len - h->head_len;
 
-        (void)have;
-        (void)zl;
         if (h->framing == XLB_H1_BODY_LENGTH && h->content_length <= PX_ENC_ONESHOT_MAX &&
-            h->head_len + h->content_length <= sizeof(c->up->buf)) {
-            /* A body that fits in the buffer is compressed whole, with a length. */
-            if (c->up->len - h->head_len < h->content_length) {
+            (h->head_len + h->content_length <= sizeof(c->up->buf) ||
+             (c->whole = block_get(c->w)))) {
+            /* A body of known, bounded size is compressed whole, with a
+             * length: in up->buf when it fits, else gathered in a block
+             * (up->buf keeps the head, body bytes are read after it). */
+            if (c->whole) {
+                c->whole_len = have < h->content_length ? have : (size_t)h->content_length;
+                memcpy(c->whole->data, c->up->buf + h->head_len, c->whole_len);
+                if (have > c->whole_len)
+                    c->up->closing = true;  /* bytes after the response */
+                c->up->len = h->head_len;
+                have = c->whole_len;
+            }
+            if (have < h->content_length) {
                 c->await_whole = true;
-                return;     /* on_up_read reads the rest into up->buf */
+                return;     /* up_data gathers the rest */
             }
             send_whole_compressed(c);
             return;
@@ -2168,6 +2346,14 @@ static void on_up_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     int rc;
 
     (void)b;
+    if (u->idle) {
+        /* Data or the end on an idle connection: it cannot be used again. */
+        if (n != 0) {
+            idle_remove(u);
+            up_close(u);
+        }
+        return;
+    }
     if (!u->tls || n <= 0) {
         if (u->tls && n == UV_ENOBUFS)
             return;     /* the input ring is full: what it holds is read first */
@@ -2236,12 +2422,24 @@ static void up_data(struct px_up *u, ssize_t n)
         return;
     }
     if (c->await_whole) {
-        u->len += (size_t)n;
-        if (u->len - c->resp.head.head_len >= c->resp.head.content_length) {
-            c->await_whole = false;
-            up_read_stop(u);
-            send_whole_compressed(c);
+        size_t want = (size_t)c->resp.head.content_length;
+
+        if (c->whole) {
+            size_t take = (size_t)n < want - c->whole_len ? (size_t)n : want - c->whole_len;
+
+            memcpy(c->whole->data + c->whole_len, u->buf + u->len, take);
+            c->whole_len += take;
+            if ((size_t)n > take)
+                u->closing = true;      /* bytes after the response */
+            if (c->whole_len < want)
+                return;
+        } else {
+            u->len += (size_t)n;
+            if (u->len - c->resp.head.head_len < want)
+                return;
         }
+        c->await_whole = false;
+        send_whole_compressed(c);
         return;
     }
     if (forward_resp_body(c, u->len, (size_t)n, &out)) {
@@ -2297,22 +2495,21 @@ static void idle_remove(struct px_up *u)
     u->idle = false;
 }
 
-static void on_idle_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
-{
-    struct px_up *u = s->data;
-
-    (void)b;
-    if (n == 0)
-        return;
-    /* Data or the end on an idle connection: it cannot be used again. */
-    idle_remove(u);
-    up_close(u);
-}
-
+/* The idle timer runs from a connection's first idle period; it closes the
+ * connection when it has been idle for upstream_idle, sets itself for the
+ * rest when it went idle again since, and stops when it is busy (the next
+ * up_release starts it). */
 static void on_idle_timeout(uv_timer_t *t)
 {
     struct px_up *u = t->data;
+    uint64_t now = uv_now(t->loop), end = u->idle_since + px_set.cfg->upstream_idle_ms;
 
+    if (!u->idle)
+        return;
+    if (now < end) {
+        uv_timer_start(&u->idle_timer, on_idle_timeout, end - now, 0);
+        return;
+    }
     idle_remove(u);
     up_close(u);
 }
@@ -2341,10 +2538,10 @@ static void up_release(struct px_conn *c, bool reuse)
     u->next_idle = l->head;
     l->head = u;
     l->n++;
-    up_read_stop(u);    /* another callback from now on */
-    uv_read_start((uv_stream_t *)&u->tcp, on_up_alloc, on_idle_read);
-    u->reading = true;
-    uv_timer_start(&u->idle_timer, on_idle_timeout, px_set.cfg->upstream_idle_ms, 0);
+    up_read_on(u);      /* to see the real close it */
+    u->idle_since = uv_now(&u->w->loop);
+    if (!uv_is_active((uv_handle_t *)&u->idle_timer))
+        uv_timer_start(&u->idle_timer, on_idle_timeout, px_set.cfg->upstream_idle_ms, 0);
 }
 
 void px_conn_close_all(struct px_worker *w)
@@ -2420,6 +2617,7 @@ void px_conn_accept(struct px_listener *l)
     uv_tcp_init(&w->loop, &c->tcp);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
+    c->deadline = UINT64_MAX;
     c->handles = 2;
     c->next = w->conns;
     if (w->conns)

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "compress.h"
 #include "px.h"
 #include "xlb_prom.h"
 
@@ -74,8 +75,20 @@ struct px_up {
     unsigned int tpn, tpi;
     int handles;
     uint32_t requests;          /* served on this connection */
+    uint64_t idle_since;        /* loop ms it went idle last */
     char buf[PX_BUF_SIZE];      /* response bytes */
     size_t len;
+};
+
+/* Buffers of a worker for compressing a response body whole (its bytes and
+ * the compressed output), taken for one response: PX_BLOCKS_MAX of
+ * PX_BLOCK_SIZE at most, allocated when first needed, kept until the
+ * worker stops.  Without a free one, a response is compressed streaming. */
+#define PX_BLOCK_SIZE   (PX_ENC_ONESHOT_MAX + 4096)     /* the largest px_enc_bound() */
+#define PX_BLOCKS_MAX   64
+struct px_block {
+    struct px_block *next;
+    char data[PX_BLOCK_SIZE];
 };
 
 /* Per worker and real: the idle upstream connections. */
@@ -96,6 +109,8 @@ struct px_worker {
     struct px_idle_list *idle;  /* [n_reals] */
     uint32_t max_pool_reals;    /* the largest pool: size of exclude bitmaps */
     struct px_conn *conns;      /* open client connections */
+    struct px_block *blocks;    /* free PX_BLOCK_SIZE buffers (whole-body compression) */
+    uint32_t n_blocks;          /* allocated, free or in use; at most PX_BLOCKS_MAX */
     _Atomic uint64_t conns_active, conns_total;
     int failed;                 /* start error (-errno) */
     char err[256];
@@ -136,6 +151,8 @@ void px_conn_accept(struct px_listener *l);
  * (at stop). */
 void px_conn_close_all(struct px_worker *w);
 void px_pool_close_all(struct px_worker *w);
+/* Free w's blocks (at stop, after every connection is gone). */
+void px_blocks_free(struct px_worker *w);
 
 /* metrics.c */
 int px_metrics_write(const struct px_model *m, struct px_worker *ws, int n_workers,

@@ -915,6 +915,10 @@ ssize_t px_tls_read(struct px_tls *t, char *buf, size_t len)
         check_done(t);
         if (n > 0) {
             got += (size_t)n;
+            /* Nothing decrypted nor received left: the next SSL_read
+             * would only say so. */
+            if (!SSL_pending(t->ssl) && !BIO_ctrl_pending(t->ibio))
+                break;
             continue;
         }
         e = SSL_get_error(t->ssl, n);
@@ -979,6 +983,39 @@ ssize_t px_tls_write(struct px_tls *t, const char *buf, size_t len)
         return done ? (ssize_t)done : r;
     }
     return (ssize_t)done;
+}
+
+bool px_tls_readable(struct px_tls *t)
+{
+    return !t->fail && !t->closed && (SSL_pending(t->ssl) || BIO_ctrl_pending(t->ibio));
+}
+
+ssize_t px_tls_write_gather(struct px_tls *t, const char *const *bufs, const size_t *lens, int n)
+{
+    static __thread char rec[PX_TLS_REC_MAX];
+    size_t total = 0;
+    int i, r, e;
+
+    if (t->fail || t->shut || !t->hs_done || t->wretry)
+        return 0;
+    for (i = 0; i < n; i++)
+        total += lens[i];
+    if (!total || total > sizeof(rec) ||
+        BIO_ctrl_get_write_guarantee(t->ibio) < total + PX_TLS_REC_OVERHEAD)
+        return 0;
+    total = 0;
+    for (i = 0; i < n; i++) {
+        memcpy(rec + total, bufs[i], lens[i]);
+        total += lens[i];
+    }
+    ERR_clear_error();
+    r = SSL_write(t->ssl, rec, (int)total);
+    if (r > 0)
+        return r;
+    /* With the room checked above and renegotiation off, a record that
+     * is not taken whole means the session is broken. */
+    e = SSL_get_error(t->ssl, r);
+    return ssl_fail(t, e);
 }
 
 size_t px_tls_out(struct px_tls *t, const char **p)

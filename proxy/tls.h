@@ -176,6 +176,17 @@ ssize_t px_tls_read(struct px_tls *t, char *buf, size_t len);
  * Bytes not taken must be offered again, starting with the same bytes. */
 ssize_t px_tls_write(struct px_tls *t, const char *buf, size_t len);
 
+/* Whether px_tls_read() may give more without new input: plaintext or
+ * ciphertext is buffered.  False saves a call that would return 0. */
+bool px_tls_readable(struct px_tls *t);
+
+/* Encrypt the n pieces bufs[i][0..lens[i]) as one record, when together
+ * they fit in one (16 KiB) and the output ring takes it whole: a response
+ * head and a small body cost one record, not two.  Returns the total taken
+ * (all of it), 0 when that does not apply (nothing taken: use
+ * px_tls_write() on each), or a negative PX_TLS_* code. */
+ssize_t px_tls_write_gather(struct px_tls *t, const char *const *bufs, const size_t *lens, int n);
+
 /* Ciphertext to send: the pending output's first contiguous part; see the
  * top of this file for the pointer's lifetime. */
 size_t px_tls_out(struct px_tls *t, const char **p);

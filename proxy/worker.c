@@ -179,6 +179,7 @@ static void worker_destroy(struct px_worker *w)
     uv_walk(&w->loop, close_walk, NULL);
     uv_run(&w->loop, UV_RUN_DEFAULT);
     uv_loop_close(&w->loop);
+    px_blocks_free(w);
     free(w->idle);
     free(w->listeners);
 }

@@ -171,6 +171,59 @@ check "upstream connections are kept alive and reused (X-Req 2 on the second rou
 pipe=$(in_ns bash -c 'exec 3<>/dev/tcp/127.0.0.1/8000; printf "GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" >&3; timeout 5 cat <&3')
 check "three pipelined requests answered in order" \
     test "$(grep -o 'GET /p[123]' <<<"$pipe" | tr -d '\n')" = "GET /p1GET /p2GET /p3"
+# raw STEPS...: one client connection to port 8000; each step is "send TEXT"
+# (\r\n escapes), "many N" (GET /r1 .. /rN), "sleep S" or "shut" (half-close); then everything the
+# proxy sends until it closes (5 s at most) is printed.
+raw() {
+    in_ns python3 - "$@" <<'PY'
+import socket, sys, threading, time
+s = socket.create_connection(("127.0.0.1", 8000), timeout=5)
+got = []
+def reader():
+    try:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                return
+            got.append(b)
+    except OSError:
+        return
+t = threading.Thread(target=reader)
+t.start()
+for step in sys.argv[1:]:
+    op, _, arg = step.partition(" ")
+    if op == "send":
+        s.sendall(arg.encode().decode("unicode_escape").encode("latin-1"))
+    elif op == "sleep":
+        time.sleep(float(arg))
+    elif op == "many":
+        s.sendall(b"".join(b"GET /r%d HTTP/1.1\r\nHost: x\r\n\r\n" % i
+                           for i in range(1, int(arg) + 1)))
+    elif op == "shut":
+        s.shutdown(socket.SHUT_WR)
+t.join(6)
+sys.stdout.write(b"".join(got).decode("latin-1"))
+PY
+}
+GETQ='HTTP/1.1\r\nHost: x\r\n\r\n'
+out=$(raw "send GET /q1?delay_ms=300 $GETQ" "sleep 0.1" "send GET /q2 $GETQ" "sleep 0.05" \
+      "send GET /q3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+check "requests pipelined while the first waits for its real are answered in order" \
+    test "$(grep -o 'GET /q[123]' <<<"$out" | tr -d '\n')" = "GET /q1GET /q2GET /q3"
+out=$(raw "many 3000" "send GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+check "3000 pipelined requests (twice the proxy's 64 KiB buffer) are all answered, in order" \
+    test "$(grep -o 'GET /r[0-9]*' <<<"$out" | sed 's/GET \/r//' | tr '\n' ' ')" = "$(seq -s ' ' 1 3000) "
+out=$(raw "send GET /headers HTTP/1.1\r\nHost: x\r\nX-A:a\r\nConnection: close, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: 5\r\nTE: trailers\r\nX-B:  b c  \r\nProxy-Connection: x\r\nX-C: c\r\n\r\n")
+check "fields reach the real byte for byte and in order, without the hop-by-hop ones" \
+    python3 -c 'import sys; body = sys.argv[1].split("\r\n\r\n", 1)[1]
+sys.exit(not body.split("\r\n", 1)[1].startswith(
+    "Host: x\r\nX-A:a\r\nX-B:  b c  \r\nX-C: c\r\nX-Forwarded-For: "))' "$out"
+out=$(raw "send GET /h1?delay_ms=200 $GETQ" "shut")
+check "a request followed by a half-close is answered, then the connection closes" \
+    grep -q 'GET /h1' <<<"$out"
+out=$(raw "send GET /d1?delay_ms=100 ${GETQ}GET /d2 HTTP/1.1\r\nHo" "shut")
+check "a request, part of a pipelined one and the end: the first answered, the part dropped" \
+    bash -c 'grep -q "GET /d1" <<<"$1" && ! grep -q "GET /d2" <<<"$1" && [ "$(grep -c "^HTTP/1.1 " <<<"$1")" -eq 1 ]' _ "$out"
 out=$(c --http1.0 -D - http://127.0.0.1:8000/?size=100000\&chunked=1 -o "$TMP/h10")
 check "HTTP/1.0 client: chunked response de-chunked, no Transfer-Encoding, closed" \
     bash -c '[ "$(stat -c %s "$1")" -eq 100000 ] && ! grep -qi "^transfer-encoding" <<<"$2" && grep -qi "^connection: close" <<<"$2"' _ "$TMP/h10" "$out"

@@ -156,12 +156,17 @@ for enc in gzip br zstd; do
     done
     check "$enc: bodies of 0 B .. 10 MiB decode to the original bytes" test $allok -eq 1
 done
-body gzip "?size=200000&h=Content-Type:text/html&h=ETag:%22v1%22&h=Vary:Accept-Language"
-check "compressed: Content-Length dropped, chunked, strong ETag weakened, Vary extended" \
+body gzip "?size=400000&h=Content-Type:text/html&h=ETag:%22v1%22&h=Vary:Accept-Language"
+check "compressed (400 kB: streamed): Content-Length dropped, chunked, strong ETag weakened, Vary extended" \
     bash -c 'h=$1; ! grep -qi "^content-length" <<<"$h" && grep -qi "^transfer-encoding: chunked" <<<"$h" && grep -qi "^etag: W/\"v1\"" <<<"$h" && grep -qi "^vary: Accept-Language, Accept-Encoding" <<<"$h"' _ "$(cat "$TMP/z.hdr")"
 body gzip "?size=20000&h=Content-Type:text/plain"
 check "a body of known length in one piece is compressed whole, with Content-Length" \
     bash -c 'grep -qi "^content-length" "$1" && grep -qi "^content-encoding: gzip" "$1"' _ "$TMP/z.hdr"
+body gzip "?size=200000&h=Content-Type:text/plain&body_delay_ms=50"
+check "a 200 kB body of known length (more than a read buffer) is gathered and compressed whole" \
+    bash -c 'grep -qi "^content-length" "$1" && grep -qi "^content-encoding: gzip" "$1" &&
+             [ "$(gunzip -c "$2" | md5sum)" = "$3" ]' _ "$TMP/z.hdr" "$TMP/z.out" \
+    "$(c "http://127.0.0.11:8080/?size=200000&h=Content-Type:text/plain" | md5sum)"
 not_compressed() {  # not_compressed DESC CURL-ARGS...: no Content-Encoding added
     local d=$1; shift
     c "${K[@]}" -D "$TMP/n.hdr" -o /dev/null "$@"

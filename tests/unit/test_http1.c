@@ -135,6 +135,7 @@ static void same(const struct out *a, const struct out *b, const char *what)
     cr_assert(a->h.keep_alive == b->h.keep_alive && a->h.upgrade == b->h.upgrade, "%s", what);
     cr_assert(a->h.expect_continue == b->h.expect_continue, "%s", what);
     cr_assert(a->h.host_field == b->h.host_field, "%s", what);
+    cr_assert(a->h.connection_field == b->h.connection_field, "%s", what);
     for (uint32_t i = 0; i < a->h.n_fields; i++) {
         same_str(a->f[i].name, b->f[i].name, what);
         same_str(a->f[i].value, b->f[i].value, what);
@@ -503,6 +504,7 @@ Test(http1_req, browser_get_fields)
     cr_assert(str_is(msg, f[3].name, "X-Empty") && f[3].value.len == 0);
     cr_assert(str_is(msg, f[4].name, "X-Blank") && f[4].value.len == 0);
     cr_assert_eq(p.head.host_field, 0);
+    cr_assert_eq(p.head.connection_field, -1);
     cr_assert_eq(p.head.head_len, sizeof(msg) - 1 - 4);
     cr_assert_eq(p.head.framing, XLB_H1_BODY_NONE);
     cr_assert(p.head.keep_alive && !p.head.upgrade && !p.head.expect_continue);
@@ -538,6 +540,9 @@ Test(http1_req, keep_alive_rules)
     for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
         parse_req(&p, f, t[i].msg);
         cr_assert_eq(p.head.keep_alive, t[i].ka, "%s", t[i].msg);
+        /* the first Connection field, when there is one */
+        cr_assert_eq(p.head.connection_field, xlb_h1_find(&p.head, t[i].msg, "connection", 0),
+                     "%s", t[i].msg);
     }
 }
 

@@ -434,6 +434,29 @@ Test(px_tls_hs, tls13_data_chain_alpn)
     cr_assert_not(px_tls_resumed(s));
     cr_assert(roundtrip(s, &c));
     cr_assert(roundtrip(s, &c));
+    {
+        /* Gathered pieces go out as one record: 5 bytes of header, the
+         * content type and a 16-byte tag around the 11 bytes. */
+        const char *parts[2] = { "head\r\n", "body" };
+        size_t lens[2] = { 6, 5 }, n;
+        const char *p;
+        char b[64];
+
+        cr_assert_eq(px_tls_write_gather(s, parts, lens, 2), 11);
+        n = px_tls_out(s, &p);
+        cr_assert_eq(n, 11 + 5 + 1 + 16, "one record: %zu bytes", n);
+        s2c(s, &c);
+        cr_assert_eq(SSL_read(c.ssl, b, sizeof(b)), 11);
+        cr_assert_arr_eq(b, "head\r\nbody", 11);
+        /* Too large for one record: nothing taken. */
+        static char big[20000];
+        const char *bp[2] = { "h", big };
+        size_t bl[2] = { 1, sizeof(big) };
+
+        cr_assert_eq(px_tls_write_gather(s, bp, bl, 2), 0);
+        cr_assert_eq(px_tls_out(s, &p), 0u);
+        cr_assert_not(px_tls_readable(s));
+    }
     cr_assert_eq(stats(srv).ok, 1);
     cr_assert_eq(stats(srv).resumed, 0);
     px_tls_free(s);
