@@ -102,12 +102,8 @@ struct px_conn {
     struct xlb_h1_field *cfields;   /* to parse the head given to the cache */
     /* TLS with the client */
     struct px_tls *tls;
-    uv_write_t tw;              /* a write of ciphertext */
-    bool tls_writing;
-    size_t tls_wlen;
-    uv_buf_t tp[2];             /* plaintext of a send not yet encrypted */
-    unsigned int tpn, tpi;
-    uv_write_cb tcb;            /* its completion */
+    struct px_tlsw tw;          /* its ciphertext writing */
+    uv_write_cb tcb;            /* completion of a send that waited */
     char method[16];            /* for the access log (cbuf is reused for the body) */
     char target[256];
     /* response */
@@ -136,6 +132,8 @@ static void send_error(struct px_conn *c, int status);
 
 
 /* ---- small helpers ------------------------------------------------------- */
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
 static bool lower_eq(const char *buf, struct xlb_h1_str s, const char *text)
 {
@@ -439,33 +437,36 @@ static int send_bufs(uv_stream_t *s, uv_write_t *req, uv_buf_t *bufs, unsigned i
     return 0;
 }
 
-/* ---- the client's transport: plain, or TLS ----------------------------- */
-
-static void on_tls_written(uv_write_t *req, int status);
+/* ---- TLS writing, either side ---------------------------------------- */
 
 /*
- * Encrypt the plaintext waiting in tp[] as far as the output ring takes it
- * and write the ciphertext.  Returns 1 when every plaintext byte is
+ * Encrypt the plaintext waiting in w->tp[] as far as the output ring takes
+ * it and write the ciphertext.  Returns 1 when every plaintext byte is
  * encrypted (ciphertext may still be in flight: it is ordered behind), 0
- * when some wait for the ring to drain, <0 on error.
+ * when some wait (for the ring to drain, or for the handshake), <0 on
+ * error.
  */
-static int tls_pump(struct px_conn *c)
+static void on_tlsw_written(uv_write_t *req, int status);
+
+static int tlsw_pump(struct px_tlsw *w)
 {
+    struct px_tls *t = *w->tls;
+
     for (;;) {
         const char *p;
         uv_buf_t ob;
         size_t len;
         int r;
 
-        while (c->tpi < c->tpn) {
-            uv_buf_t *b = &c->tp[c->tpi];
+        while (w->tpi < w->tpn) {
+            uv_buf_t *b = &w->tp[w->tpi];
             ssize_t n;
 
             if (!b->len) {
-                c->tpi++;
+                w->tpi++;
                 continue;
             }
-            n = px_tls_write(c->tls, b->base, b->len);
+            n = px_tls_write(t, b->base, b->len);
             if (n < 0)
                 return (int)n;
             if (n == 0)
@@ -473,62 +474,118 @@ static int tls_pump(struct px_conn *c)
             b->base += n;
             b->len -= (size_t)n;
         }
-        if (c->tls_writing)
-            return c->tpi < c->tpn ? 0 : 1;
-        len = px_tls_out(c->tls, &p);
+        if (w->writing)
+            return w->tpi < w->tpn ? 0 : 1;
+        len = px_tls_out(t, &p);
         if (!len)
-            return c->tpi < c->tpn ? -EIO : 1;
+            return w->tpi < w->tpn && px_tls_handshake_done(t) ? -EIO : w->tpi < w->tpn ? 0 : 1;
         ob = uv_buf_init((char *)p, (unsigned int)len);
-        r = uv_try_write((uv_stream_t *)&c->tcp, &ob, 1);
+        r = uv_try_write(w->s, &ob, 1);
         if (r == UV_EAGAIN)
             r = 0;
         if (r < 0)
             return r;
         if ((size_t)r < len) {
             /* px_tls_out_done() only when the write completed: p stays put. */
-            px_tls_out_done(c->tls, (size_t)r);
-            len = px_tls_out(c->tls, &p);
+            px_tls_out_done(t, (size_t)r);
+            len = px_tls_out(t, &p);
             ob = uv_buf_init((char *)p, (unsigned int)len);
-            c->tls_wlen = len;
-            c->tw.data = c;
-            if ((r = uv_write(&c->tw, (uv_stream_t *)&c->tcp, &ob, 1, on_tls_written)) < 0)
+            w->wlen = len;
+            w->req.data = w;
+            if ((r = uv_write(&w->req, w->s, &ob, 1, on_tlsw_written)) < 0)
                 return r;
-            c->tls_writing = true;
+            w->writing = true;
             continue;
         }
-        px_tls_out_done(c->tls, len);
+        px_tls_out_done(t, len);
     }
 }
 
-static void on_tls_written(uv_write_t *req, int status)
+static void on_tlsw_written(uv_write_t *req, int status)
 {
-    struct px_conn *c = req->data;
-    bool waiting = c->tpi < c->tpn;
+    struct px_tlsw *w = req->data;
+    bool waiting = w->tpi < w->tpn;
+    int rc = status;
+
+    w->writing = false;
+    if (w->gone(w))
+        return;
+    if (rc >= 0) {
+        px_tls_out_done(*w->tls, w->wlen);
+        rc = tlsw_pump(w);
+    }
+    if (rc < 0 || (rc == 1 && waiting)) {
+        if (waiting)
+            w->tpn = w->tpi = 0;
+        w->end(w, rc < 0 ? rc : 0, waiting);
+    }
+}
+
+/* Send bufs[0..nb) (at most 2) over w: 1 when all is encrypted, 0 when
+ * some waits (w->end(w, 0, true) comes when it is done), <0 on error. */
+static int tlsw_send(struct px_tlsw *w, uv_buf_t *bufs, unsigned int nb)
+{
+    unsigned int i;
     int rc;
 
-    c->tls_writing = false;
-    if (c->closing)
-        return;
+    for (i = 0; i < nb && i < 2; i++)
+        w->tp[i] = bufs[i];
+    w->tpn = nb < 2 ? nb : 2;
+    w->tpi = 0;
+    if (w->tpn == 2 && !w->writing && px_tls_handshake_done(*w->tls)) {
+        /* A head and a small body: one record. */
+        const char *p[2] = { w->tp[0].base, w->tp[1].base };
+        size_t l[2] = { w->tp[0].len, w->tp[1].len };
+        ssize_t n = px_tls_write_gather(*w->tls, p, l, 2);
+
+        if (n < 0)
+            return (int)n;
+        if (n > 0)
+            w->tp[0].len = w->tp[1].len = 0;
+    }
+    rc = tlsw_pump(w);
+    if (rc == 1)
+        w->tpn = w->tpi = 0;
+    return rc;
+}
+
+static void tlsw_init(struct px_tlsw *w, uv_stream_t *s, struct px_tls **tls,
+                      bool (*gone)(struct px_tlsw *), void (*end)(struct px_tlsw *, int, bool))
+{
+    w->s = s;
+    w->tls = tls;
+    w->gone = gone;
+    w->end = end;
+}
+
+static bool up_tls_gone(struct px_tlsw *w);
+static void up_tls_end(struct px_tlsw *w, int status, bool waiting);
+
+/* ---- the client's transport: plain, or TLS ----------------------------- */
+
+static bool cl_tls_gone(struct px_tlsw *w)
+{
+    return container_of(w, struct px_conn, tw)->closing;
+}
+
+static void cl_tls_end(struct px_tlsw *w, int status, bool waiting)
+{
+    struct px_conn *c = container_of(w, struct px_conn, tw);
+
+    (void)waiting;
     if (status < 0) {
         conn_close(c);
         return;
     }
-    px_tls_out_done(c->tls, c->tls_wlen);
-    rc = tls_pump(c);
-    if (rc < 0) {
-        conn_close(c);
-    } else if (rc == 1 && waiting) {
-        c->tpn = c->tpi = 0;
-        c->cw.data = c;
-        c->tcb(&c->cw, 0);
-    }
+    c->cw.data = c;
+    c->tcb(&c->cw, 0);
 }
 
 /* Send output of the TLS layer that no plaintext caused (handshake,
  * tickets, alerts).  <0 on error. */
 static int tls_flush(struct px_conn *c)
 {
-    int rc = tls_pump(c);
+    int rc = tlsw_pump(&c->tw);
 
     return rc < 0 ? rc : 0;
 }
@@ -537,34 +594,15 @@ static int tls_flush(struct px_conn *c)
  * cb to come, <0 error).  cb gets &c->cw. */
 static int cl_send(struct px_conn *c, uv_buf_t *bufs, unsigned int nb, uv_write_cb cb)
 {
-    unsigned int i;
     int rc;
 
     c->cw.data = c;
     if (!c->tls)
         return send_bufs((uv_stream_t *)&c->tcp, &c->cw, bufs, nb, cb, &c->cwrite_pending);
-    for (i = 0; i < nb && i < 2; i++)
-        c->tp[i] = bufs[i];
-    c->tpn = nb < 2 ? nb : 2;
-    c->tpi = 0;
     c->tcb = cb;
-    if (c->tpn == 2 && !c->tls_writing) {
-        /* A head and a small body: one record. */
-        const char *p[2] = { c->tp[0].base, c->tp[1].base };
-        size_t l[2] = { c->tp[0].len, c->tp[1].len };
-        ssize_t n = px_tls_write_gather(c->tls, p, l, 2);
-
-        if (n < 0)
-            return (int)n;
-        if (n > 0)
-            c->tp[0].len = c->tp[1].len = 0;
-    }
-    rc = tls_pump(c);
-    if (rc == 1) {
-        c->tpn = c->tpi = 0;
-    } else if (rc == 0) {
+    rc = tlsw_send(&c->tw, bufs, nb);
+    if (rc == 0)
         c->cwrite_pending = true;
-    }
     return rc;
 }
 
@@ -1265,6 +1303,7 @@ static void up_start(struct px_conn *c)
     uv_timer_init(&c->w->loop, &u->idle_timer);
     u->tcp.data = u->idle_timer.data = u;
     u->handles = 2;
+    tlsw_init(&u->tw, (uv_stream_t *)&u->tcp, &u->tls, up_tls_gone, up_tls_end);
     uv_tcp_nodelay(&u->tcp, 1);
     c->up = u;
     c->phase = PH_CONNECT;
@@ -1335,7 +1374,6 @@ static void fail_upstream(struct px_conn *c, bool connect_phase, int status)
 }
 
 static void up_tls_handshake(struct px_conn *c);
-static int up_tls_pump(struct px_up *u);
 static void up_read_start(struct px_conn *c);
 
 static void on_up_connect(uv_connect_t *req, int status)
@@ -1399,7 +1437,7 @@ static void up_tls_handshake(struct px_conn *c)
         ip_text(&u->real->sa, name, sizeof(name), &port);
     }
     if (px_tls_connect(c->svc->tls_cli, name, &u->tls) ||
-        (rc = px_tls_handshake(u->tls)) < 0 || up_tls_pump(u) < 0) {
+        (rc = px_tls_handshake(u->tls)) < 0 || tlsw_pump(&u->tw) < 0) {
         px_log(PX_INFO, "%s: TLS to real %s: cannot start the handshake", c->svc->name,
                u->real->name);
         fail_upstream(c, true, 502);
@@ -1431,110 +1469,35 @@ static void on_up_written(uv_write_t *req, int status);
 
 /* ---- the upstream transport: plain, or TLS (re-encryption) --------------- */
 
-static void on_up_tls_written(uv_write_t *req, int status);
-
-/* Encrypt the plaintext waiting in u->tp[] and write the ciphertext; like
- * tls_pump() on the client side: 1 all encrypted, 0 waiting, <0 error. */
-static int up_tls_pump(struct px_up *u)
+static bool up_tls_gone(struct px_tlsw *w)
 {
-    for (;;) {
-        const char *p;
-        uv_buf_t ob;
-        size_t len;
-        int r;
+    struct px_up *u = container_of(w, struct px_up, tw);
 
-        while (u->tpi < u->tpn) {
-            uv_buf_t *b = &u->tp[u->tpi];
-            ssize_t n;
-
-            if (!b->len) {
-                u->tpi++;
-                continue;
-            }
-            n = px_tls_write(u->tls, b->base, b->len);
-            if (n < 0)
-                return (int)n;
-            if (n == 0)
-                break;
-            b->base += n;
-            b->len -= (size_t)n;
-        }
-        if (u->tls_writing)
-            return u->tpi < u->tpn ? 0 : 1;
-        len = px_tls_out(u->tls, &p);
-        if (!len)
-            return u->tpi < u->tpn && px_tls_handshake_done(u->tls) ? -EIO :
-                   u->tpi < u->tpn ? 0 : 1;
-        ob = uv_buf_init((char *)p, (unsigned int)len);
-        r = uv_try_write((uv_stream_t *)&u->tcp, &ob, 1);
-        if (r == UV_EAGAIN)
-            r = 0;
-        if (r < 0)
-            return r;
-        if ((size_t)r < len) {
-            px_tls_out_done(u->tls, (size_t)r);
-            len = px_tls_out(u->tls, &p);
-            ob = uv_buf_init((char *)p, (unsigned int)len);
-            u->tls_wlen = len;
-            u->twreq.data = u;
-            if ((r = uv_write(&u->twreq, (uv_stream_t *)&u->tcp, &ob, 1, on_up_tls_written)) < 0)
-                return r;
-            u->tls_writing = true;
-            continue;
-        }
-        px_tls_out_done(u->tls, len);
-    }
+    return u->closing || uv_is_closing((uv_handle_t *)&u->tcp);
 }
 
-static void on_up_tls_written(uv_write_t *req, int status)
+static void up_tls_end(struct px_tlsw *w, int status, bool waiting)
 {
-    struct px_up *u = req->data;
-    bool waiting = u->tpi < u->tpn;
-    int rc;
+    struct px_up *u = container_of(w, struct px_up, tw);
 
-    u->tls_writing = false;
-    if (u->closing || uv_is_closing((uv_handle_t *)&u->tcp))
-        return;
-    if (status < 0) {
+    if (status < 0)
         u->closing = true;
-        if (waiting) {
-            u->tpn = u->tpi = 0;
-            on_up_written(&u->wreq, status);
-        }
-        return;
-    }
-    px_tls_out_done(u->tls, u->tls_wlen);
-    rc = up_tls_pump(u);
-    if (rc < 0) {
-        u->closing = true;
-        if (waiting) {
-            u->tpn = u->tpi = 0;
-            on_up_written(&u->wreq, rc);
-        }
-    } else if (rc == 1 && waiting) {
-        u->tpn = u->tpi = 0;
-        on_up_written(&u->wreq, 0);
-    }
+    if (waiting)
+        on_up_written(&u->wreq, status);
 }
 
-/* Write bufs to the real; returns like send_bufs (on_up_written later when 0). */
+/* Write bufs to the real; returns like send_bufs (on_up_written comes when
+ * a pending write is done). */
 static int up_send(struct px_up *u, uv_buf_t *bufs, unsigned int nb)
 {
-    unsigned int i;
     int rc;
 
     u->wreq.data = u;
     if (!u->tls)
         return send_bufs((uv_stream_t *)&u->tcp, &u->wreq, bufs, nb, on_up_written,
                          &u->wpending);
-    for (i = 0; i < nb && i < 2; i++)
-        u->tp[i] = bufs[i];
-    u->tpn = nb < 2 ? nb : 2;
-    u->tpi = 0;
-    rc = up_tls_pump(u);
-    if (rc == 1)
-        u->tpn = u->tpi = 0;
-    else if (rc == 0)
+    rc = tlsw_send(&u->tw, bufs, nb);
+    if (rc == 0)
         u->wpending = true;
     return rc;
 }
@@ -2310,7 +2273,7 @@ static void up_tls_read_pump(struct px_up *u)
         return;
     if (!px_tls_handshake_done(u->tls)) {
         rc = px_tls_handshake(u->tls);
-        if (up_tls_pump(u) < 0 && rc >= 0)
+        if (tlsw_pump(&u->tw) < 0 && rc >= 0)
             rc = PX_TLS_ERROR;
         if (rc < 0) {
             px_log(PX_INFO, "%s: TLS to real %s: %s", c->svc->name, u->real->name,
@@ -2336,7 +2299,7 @@ static void up_tls_read_pump(struct px_up *u)
         }
         up_data(u, n);
     }
-    if (u->conn && !u->closing && up_tls_pump(u) < 0)
+    if (u->conn && !u->closing && tlsw_pump(&u->tw) < 0)
         u->closing = true;
 }
 
@@ -2615,6 +2578,7 @@ void px_conn_accept(struct px_listener *l)
     c->l = l;
     c->svc = l->svc;
     uv_tcp_init(&w->loop, &c->tcp);
+    tlsw_init(&c->tw, (uv_stream_t *)&c->tcp, &c->tls, cl_tls_gone, cl_tls_end);
     uv_timer_init(&w->loop, &c->timer);
     c->tcp.data = c->timer.data = c;
     c->deadline = UINT64_MAX;

@@ -55,6 +55,22 @@ struct px_listener {
 };
 
 /* An idle or busy upstream connection. */
+/* Ciphertext writing of one TLS connection (to a client or a real): the
+ * plaintext of a send not yet encrypted and the socket write in flight.
+ * When a write completes and gone() is false, end() gets a failure
+ * (status < 0) or, when a send was waiting, its completion (status 0). */
+struct px_tlsw {
+    uv_stream_t *s;
+    struct px_tls **tls;        /* the owner's pointer */
+    uv_write_t req;
+    bool writing;
+    size_t wlen;
+    uv_buf_t tp[2];
+    unsigned int tpn, tpi;
+    bool (*gone)(struct px_tlsw *w);
+    void (*end)(struct px_tlsw *w, int status, bool waiting);
+};
+
 struct px_up {
     uv_tcp_t tcp;
     uv_connect_t creq;
@@ -68,11 +84,7 @@ struct px_up {
     bool reading;               /* uv_read_start is in force */
     /* TLS to the real (tls: true) */
     struct px_tls *tls;
-    uv_write_t twreq;
-    bool tls_writing;
-    size_t tls_wlen;
-    uv_buf_t tp[2];
-    unsigned int tpn, tpi;
+    struct px_tlsw tw;
     int handles;
     uint32_t requests;          /* served on this connection */
     uint64_t idle_since;        /* loop ms it went idle last */
