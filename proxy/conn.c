@@ -1873,8 +1873,11 @@ static int build_response_head(struct px_conn *c, enum px_enc enc, size_t onesho
         return -ENOMEM;
     if (c->svc->cache && h->status >= 200 && c->cache_rc >= 0 && !c->is_head)
         cache_begin(c, o->len);
-    if (c->choice.set_cookie && h->status >= 200)
-        xlb_buf_printf(o, "Set-Cookie: %s\r\n", c->choice.cookie);
+    if (c->choice.set_cookie && h->status >= 200) {
+        xlb_buf_add(o, "Set-Cookie: ", 12);
+        xlb_buf_add(o, c->choice.cookie, strlen(c->choice.cookie));
+        xlb_buf_add(o, "\r\n", 2);
+    }
     if (h->status >= 200) {
         if (c->close_after)
             xlb_buf_add(o, "Connection: close\r\n", 19);

@@ -728,10 +728,27 @@ static void cookie_issue(struct px_pool *pool, const struct px_real *r, uint64_t
     cookie_mac(lb, raw, mac);
     memcpy(raw + 16, mac, 16);
     b64u_encode(raw, sizeof(raw), txt);
-    n = snprintf(out->cookie, sizeof(out->cookie), "%s=%s; Path=/; Max-Age=%u%s", lb->name, txt,
-                 age, lb->cookie_attrs);
-    /* name is at most XLB_CFG_STR_MAX - 1 bytes, so it always fits */
-    out->set_cookie = n > 0 && (size_t)n < sizeof(out->cookie);
+    {
+        /* NAME=VALUE; Path=/; Max-Age=AGE ATTRS, without printf on the
+         * request path; name is at most XLB_CFG_STR_MAX - 1 bytes and
+         * attrs 95, so it always fits */
+        char num[12], *o = out->cookie;
+        size_t nl = strlen(lb->name), al = strlen(lb->cookie_attrs), dl = 0;
+
+        do
+            num[sizeof(num) - 1 - dl++] = (char)('0' + age % 10);
+        while ((age /= 10) && dl < sizeof(num));
+        n = (int)(nl + 1 + COOKIE_TXT + 18 + dl + al);
+        out->set_cookie = (size_t)n < sizeof(out->cookie);
+        if (!out->set_cookie)
+            return;
+        memcpy(o, lb->name, nl), o += nl;
+        *o++ = '=';
+        memcpy(o, txt, COOKIE_TXT), o += COOKIE_TXT;
+        memcpy(o, "; Path=/; Max-Age=", 18), o += 18;
+        memcpy(o, num + sizeof(num) - dl, dl), o += dl;
+        memcpy(o, lb->cookie_attrs, al + 1);
+    }
 }
 
 /* ---- keys --------------------------------------------------------------- */
