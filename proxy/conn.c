@@ -1587,6 +1587,12 @@ static void req_continue(struct px_conn *c)
 {
     if (c->closing || c->req_body_done)
         return;
+    if (c->client_eof) {
+        /* The client half-closed before the end of its body: it will
+         * not come, and the real must see the request broken. */
+        conn_close(c);
+        return;
+    }
     /* Everything read was forwarded: read the next part into cbuf from 0. */
     c->clen = 0;
     c->next_off = 0;
@@ -1676,8 +1682,8 @@ static void tls_failed(struct px_conn *c, int rc)
                px_tls_error(c->tls));
         tls_flush(c);   /* the alert, if it fits */
     }
-    c->clen = 0;
-    c->phase = PH_HEAD;
+    if (c->phase == PH_HEAD)
+        c->clen = 0;    /* no request yet: nothing to log */
     conn_close(c);
 }
 

@@ -996,7 +996,8 @@ ssize_t px_tls_write(struct px_tls *t, const char *buf, size_t len)
 
 bool px_tls_readable(struct px_tls *t)
 {
-    return !t->fail && !t->closed && (SSL_pending(t->ssl) || BIO_ctrl_pending(t->ibio));
+    /* The end and a failure count too: px_tls_read() reports them. */
+    return t->fail || t->closed || SSL_pending(t->ssl) || BIO_ctrl_pending(t->ibio);
 }
 
 ssize_t px_tls_write_gather(struct px_tls *t, const char *const *bufs, const size_t *lens, int n)
@@ -1009,8 +1010,8 @@ ssize_t px_tls_write_gather(struct px_tls *t, const char *const *bufs, const siz
         return 0;
     for (i = 0; i < n; i++)
         total += lens[i];
-    if (!total || total > sizeof(rec) ||
-        BIO_ctrl_get_write_guarantee(t->ibio) < total + PX_TLS_REC_OVERHEAD)
+    /* 128: a record's overhead with any cipher (CBC with SHA-384: 85) */
+    if (!total || total > sizeof(rec) || BIO_ctrl_get_write_guarantee(t->ibio) < total + 128)
         return 0;
     total = 0;
     for (i = 0; i < n; i++) {

@@ -177,7 +177,8 @@ ssize_t px_tls_read(struct px_tls *t, char *buf, size_t len);
 ssize_t px_tls_write(struct px_tls *t, const char *buf, size_t len);
 
 /* Whether px_tls_read() may give more without new input: plaintext or
- * ciphertext is buffered.  False saves a call that would return 0. */
+ * ciphertext is buffered, or it has the end or a failure to report.  False
+ * saves a call that would return 0. */
 bool px_tls_readable(struct px_tls *t);
 
 /* Encrypt the n pieces bufs[i][0..lens[i]) as one record, when together

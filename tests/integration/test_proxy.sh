@@ -173,7 +173,8 @@ check "three pipelined requests answered in order" \
     test "$(grep -o 'GET /p[123]' <<<"$pipe" | tr -d '\n')" = "GET /p1GET /p2GET /p3"
 # raw STEPS...: one client connection to port 8000; each step is "send TEXT"
 # (\r\n escapes), "many N" (GET /r1 .. /rN), "sleep S" or "shut" (half-close); then everything the
-# proxy sends until it closes (5 s at most) is printed.
+# proxy sends until it closes is printed, then XLBT-STILL-OPEN if it did not
+# close within 6 s.
 raw() {
     in_ns python3 - "$@" <<'PY'
 import socket, sys, threading, time
@@ -202,7 +203,7 @@ for step in sys.argv[1:]:
     elif op == "shut":
         s.shutdown(socket.SHUT_WR)
 t.join(6)
-sys.stdout.write(b"".join(got).decode("latin-1"))
+sys.stdout.write(b"".join(got).decode("latin-1") + ("\nXLBT-STILL-OPEN\n" if t.is_alive() else ""))
 PY
 }
 GETQ='HTTP/1.1\r\nHost: x\r\n\r\n'
@@ -220,7 +221,11 @@ sys.exit(not body.split("\r\n", 1)[1].startswith(
     "Host: x\r\nX-A:a\r\nX-B:  b c  \r\nX-C: c\r\nX-Forwarded-For: "))' "$out"
 out=$(raw "send GET /h1?delay_ms=200 $GETQ" "shut")
 check "a request followed by a half-close is answered, then the connection closes" \
-    grep -q 'GET /h1' <<<"$out"
+    bash -c 'grep -q "GET /h1" <<<"$1" && ! grep -q XLBT-STILL-OPEN <<<"$1"' _ "$out"
+out=$(raw "send GET /e1 $GETQ" "send POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc" "shut")
+check "a half-close inside a pipelined request's body: the first answered, then closed at once" \
+    bash -c 'grep -q "GET /e1" <<<"$1" && [ "$(grep -c "^HTTP/1.1 " <<<"$1")" -eq 1 ] &&
+             ! grep -q XLBT-STILL-OPEN <<<"$1"' _ "$out"
 out=$(raw "send GET /d1?delay_ms=100 ${GETQ}GET /d2 HTTP/1.1\r\nHo" "shut")
 check "a request, part of a pipelined one and the end: the first answered, the part dropped" \
     bash -c 'grep -q "GET /d1" <<<"$1" && ! grep -q "GET /d2" <<<"$1" && [ "$(grep -c "^HTTP/1.1 " <<<"$1")" -eq 1 ]' _ "$out"
