@@ -255,18 +255,55 @@ static bool hop_by_hop(const char *buf, const struct xlb_h1_head *h, const struc
     return false;
 }
 
-/*
- * Append the field lines [from, to) of head h in buf as received: the
- * parser allows neither obs-fold nor bare LF, so they are contiguous
- * "name:OWS value OWS CRLF" lines, and a run of kept fields is one copy.
- */
+/* Append the field lines [from, to) of head h in buf as received. */
 static void add_field_lines(struct xlb_buf *o, const char *buf, const struct xlb_h1_head *h,
                             uint32_t from, uint32_t to)
 {
-    uint32_t start = h->fields[from].name.off;
-    uint32_t end = to < h->n_fields ? h->fields[to].name.off : h->head_len - 2;
+    uint32_t start, end;
 
+    if (from >= to)
+        return;
+    start = h->fields[from].name.off;
+    end = to < h->n_fields ? h->fields[to].name.off : h->head_len - 2;
     xlb_buf_add(o, buf + start, end - start);
+}
+
+/*
+ * Append the fields of head h in buf that skip() does not drop, as
+ * received: the parser allows neither obs-fold nor bare LF, so they are
+ * contiguous "name:OWS value OWS CRLF" lines, and each run of kept fields
+ * is one copy.
+ */
+static void add_fields(struct xlb_buf *o, const char *buf, const struct xlb_h1_head *h,
+                       px_field_skip_fn skip, void *arg)
+{
+    uint32_t i, run = 0;
+
+    for (i = 0; i < h->n_fields; i++)
+        if (skip(buf, h, &h->fields[i], arg)) {
+            add_field_lines(o, buf, h, run, i);
+            run = i + 1;
+        }
+    add_field_lines(o, buf, h, run, h->n_fields);
+}
+
+/* Request fields not forwarded: hop-by-hop ones, and with arg (the
+ * service's forwarded_headers) the forwarding fields the proxy replaces. */
+static bool skip_req_field(const char *buf, const struct xlb_h1_head *h,
+                           const struct xlb_h1_field *f, void *arg)
+{
+    return hop_by_hop(buf, h, f) ||
+           (arg && (lower_eq(buf, f->name, "x-forwarded-for") ||
+                    lower_eq(buf, f->name, "x-forwarded-proto") ||
+                    lower_eq(buf, f->name, "forwarded")));
+}
+
+/* Response fields not forwarded: hop-by-hop ones, and with arg (the body
+ * is de-chunked for an HTTP/1.0 client) Transfer-Encoding. */
+static bool skip_resp_field(const char *buf, const struct xlb_h1_head *h,
+                            const struct xlb_h1_field *f, void *arg)
+{
+    return hop_by_hop(buf, h, f) || (arg && lower_eq(buf, f->name, "transfer-encoding"));
 }
 
 static void timer_arm(struct px_conn *c, uint32_t ms);
@@ -1003,27 +1040,13 @@ static int build_request_head(struct px_conn *c)
     const char *buf = c->cbuf;
     struct xlb_buf *o = &c->out_u;
     bool fwd = c->svc->cfg->forwarded_headers, trusted = fwd && client_trusted(c);
-    uint32_t i, run = 0;
 
     xlb_buf_reset(o);
     xlb_buf_add(o, buf + h->method.off, h->method.len);
     xlb_buf_add(o, " ", 1);
     xlb_buf_add(o, buf + h->target.off, h->target.len);
     xlb_buf_add(o, " HTTP/1.1\r\n", 11);
-    for (i = 0; i < h->n_fields; i++) {
-        const struct xlb_h1_field *f = &h->fields[i];
-
-        if (hop_by_hop(buf, h, f) ||
-            (fwd && (lower_eq(buf, f->name, "x-forwarded-for") ||
-                     lower_eq(buf, f->name, "x-forwarded-proto") ||
-                     lower_eq(buf, f->name, "forwarded")))) {
-            if (run < i)
-                add_field_lines(o, buf, h, run, i);
-            run = i + 1;
-        }
-    }
-    if (run < h->n_fields)
-        add_field_lines(o, buf, h, run, h->n_fields);
+    add_fields(o, buf, h, skip_req_field, fwd ? c : NULL);
     if (h->host_field < 0) {
         /* An HTTP/1.0 request without Host: name the address it came to. */
         char ip[INET6_ADDRSTRLEN];
@@ -1843,7 +1866,6 @@ static int build_response_head(struct px_conn *c, enum px_enc enc, size_t onesho
     struct xlb_buf *o = &c->out_c;
     bool v10 = c->req.head.version_minor == 0;
     char st[16] = "HTTP/1.1 ";
-    uint32_t i, run = 0;
 
     xlb_buf_reset(o);
     /* status is 100..999 */
@@ -1862,18 +1884,7 @@ static int build_response_head(struct px_conn *c, enum px_enc enc, size_t onesho
         else
             xlb_buf_add(o, "Transfer-Encoding: chunked\r\n", 28);
     } else {
-        for (i = 0; i < h->n_fields; i++) {
-            const struct xlb_h1_field *f = &h->fields[i];
-
-            if (hop_by_hop(buf, h, f) ||
-                (c->dechunk && lower_eq(buf, f->name, "transfer-encoding"))) {
-                if (run < i)
-                    add_field_lines(o, buf, h, run, i);
-                run = i + 1;
-            }
-        }
-        if (run < h->n_fields)
-            add_field_lines(o, buf, h, run, h->n_fields);
+        add_fields(o, buf, h, skip_resp_field, c->dechunk ? c : NULL);
     }
     if (!o->data)
         return -ENOMEM;
