@@ -134,14 +134,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 cat "$DEMO_DIR/cert.pem" "$DEMO_DIR/key.pem" >"$DEMO_DIR/shop.pem"
 CFG=$DEMO_DIR/xlb.yaml
 {
-	printf 'node:\n'
-	printf '  interfaces: [%s]\n' "$XLBT_IFACE"
-	printf '  xdp_mode: %s\n' "$XLBT_XDP_MODE"
-	printf '  bpffs: %s\n' "$XLBT_BPFFS_BASE/lb"
-	printf '  tunnel_source: {ipv4: "%s", ipv6: "%s"}\n' "$XLBT_TUNSRC4" "$XLBT_TUNSRC6"
-	printf '  gue_port: %d\n' "$XLBT_GUE_PORT"
-	printf '  metrics: {listen: "127.0.0.1:9120"}\n'
-	printf '  api: {listen: "%s", token_file: %s}\n' "$API_ADDR" "$DEMO_DIR/api.token"
+	xlbt_node_yaml "127.0.0.1:9120" "$API_ADDR" "$DEMO_DIR/api.token"
 	printf 'proxy:\n'
 	printf '  workers: 2\n'
 	printf '  metrics: {listen: "127.0.0.1:9122"}\n'

@@ -330,6 +330,20 @@ if bad:
 EOF
 }
 
+# xlbt_node_yaml METRICS_ADDR API_ADDR TOKEN_FILE: the "node:" section of a
+# config for the LB of topo_up (its interface, XDP mode, bpffs, tunnel
+# source and GUE port), with metrics and the API on the given addresses.
+xlbt_node_yaml() {
+	printf 'node:\n'
+	printf '  interfaces: [%s]\n' "$XLBT_IFACE"
+	printf '  xdp_mode: %s\n' "$XLBT_XDP_MODE"
+	printf '  bpffs: %s\n' "$XLBT_BPFFS_BASE/lb"
+	printf '  tunnel_source: {ipv4: "%s", ipv6: "%s"}\n' "$XLBT_TUNSRC4" "$XLBT_TUNSRC6"
+	printf '  gue_port: %d\n' "$XLBT_GUE_PORT"
+	printf '  metrics: {listen: "%s"}\n' "$1"
+	printf '  api: {listen: "%s", token_file: %s}\n' "$2" "$3"
+}
+
 # topo_up [NREALS]: build the topology (default 3 reals, at most 32).
 # On failure the partial topology stays registered; call topo_down.
 topo_up() {

@@ -99,14 +99,7 @@ same() { [[ $1 == "$2" ]]; }
 write_config() {
 	local i
 	{
-		printf 'node:\n'
-		printf '  interfaces: [%s]\n' "$XLBT_IFACE"
-		printf '  xdp_mode: %s\n' "$XLBT_XDP_MODE"
-		printf '  bpffs: %s\n' "$XLBT_BPFFS_BASE/lb"
-		printf '  tunnel_source: {ipv4: "%s", ipv6: "%s"}\n' "$XLBT_TUNSRC4" "$XLBT_TUNSRC6"
-		printf '  gue_port: %d\n' "$XLBT_GUE_PORT"
-		printf '  metrics: {listen: "%s"}\n' "$METRICS_ADDR"
-		printf '  api: {listen: "%s", token_file: %s}\n' "$API_ADDR" "$TOKEN_FILE"
+		xlbt_node_yaml "$METRICS_ADDR" "$API_ADDR" "$TOKEN_FILE"
 		printf 'services:\n'
 		printf '  - name: %s\n' "$SERVICE"
 		printf '    address: %s\n' "$XLBT_VIP4"
