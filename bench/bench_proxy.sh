@@ -27,9 +27,12 @@
 # repeated XLB_BENCH_PROXY_ROUNDS (2) times with the proxies in turn; the
 # table shows the best of the rounds.  CPU per request is the proxy's
 # utime+stime (all its threads and processes, /proc/PID/stat) over the
-# measured run divided by the requests wrk completed.  While wrk runs, a
-# curl on a connection of its own checks the bytes every 0.25 s.  Targets are reported PASS/MISS, never asserted;
-# the script fails only when something cannot be run or a response is wrong.
+# measured run divided by the requests wrk completed; "user" is the utime
+# part of it (the proxy's own code; the rest is the kernel, mostly loopback
+# TCP, whose receive path runs on the sender's CPU).  While wrk runs, a
+# curl on a connection of its own checks the bytes every 0.25 s.  Targets
+# are reported PASS/MISS, never asserted; the script fails only when
+# something cannot be run or a response is wrong.
 set -euo pipefail
 BUILD=${1:-build}
 SECS=${2:-${XLB_BENCH_PROXY_SECONDS:-6}}
@@ -362,14 +365,14 @@ for p in $H_PLAIN $H_CK $H_TLS $H_CACHE; do wait_port $p haproxy; done
 for p in $N_PLAIN $N_CK $N_TLS $N_GZ1 $N_GZ6 $N_CACHE; do wait_port $p "nginx proxy"; done
 
 # ---- measuring -------------------------------------------------------------
-cpu_ticks() {   # pid: utime+stime of it and its children processes, in ticks
-    local p t=0 f
+cpu_ticks() {   # pid: "utime stime" of it and its children processes, in ticks
+    local p u=0 k=0 f
     for p in "$1" $(pgrep -P "$1" || true); do
         f=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null) || continue
         set -- $f
-        t=$((t + ${12} + ${13}))
+        u=$((u + ${12})) k=$((k + ${13}))
     done
-    echo $t
+    echo $u $k
 }
 HZ=$(getconf CLK_TCK)
 RES=$TMP/results
@@ -406,17 +409,17 @@ verify() {
 # run TEST PROXY-NAME PID URL FILE GZ [wrk args...]: warm-up, then the
 # measured run while verify() checks the answers on a connection of its own.
 run() {
-    local test=$1 name=$2 pid=$3 url=$4 file=$5 gz=$6 c0 c1 line vp
+    local test=$1 name=$2 pid=$3 url=$4 file=$5 gz=$6 u0 k0 u1 k1 line vp
     shift 6
     alive "$name" "$pid"
     "${IN[@]}" "${CPU_LOAD[@]}" wrk -t1 -c$CONNS -d${WARM}s "$@" "$url" >/dev/null
     verify "$url" "$file" "$gz" >"$TMP/verify-$test-$name" &
     vp=$!
-    c0=$(cpu_ticks "$pid")
+    read -r u0 k0 < <(cpu_ticks "$pid")
     line=$("${IN[@]}" "${CPU_LOAD[@]}" wrk -t1 -c$CONNS -d${SECS}s --latency -s "$TMP/done.lua" \
         "$@" "$url" | tee "$TMP/wrk-$test-$name.txt" | grep '^XLBT ') ||
         { echo "bench_proxy: wrk failed against $name ($url)"; cat "$TMP/wrk-$test-$name.txt"; exit 1; } >&2
-    c1=$(cpu_ticks "$pid")
+    read -r u1 k1 < <(cpu_ticks "$pid")
     kill $vp; wait $vp 2>/dev/null || true
     alive "$name" "$pid"
     if [ -s "$TMP/verify-$test-$name" ]; then
@@ -424,7 +427,7 @@ run() {
         head "$TMP/verify-$test-$name" >&2
         exit 1
     fi
-    echo "$test $name ${line#XLBT } $((c1 - c0)) $HZ" >>"$RES"
+    echo "$test $name ${line#XLBT } $((u1 + k1 - u0 - k0)) $HZ $((u1 - u0))" >>"$RES"
     printf '  %-8s %-9s %s\n' "$test" "$name" "$(grep -E 'Requests/sec|Non-2xx|Socket errors' \
         "$TMP/wrk-$test-$name.txt" | tr -s ' ' | paste -sd';')"
 }
@@ -594,13 +597,14 @@ import sys
 res, sizes, origin = {}, {}, {}
 runs = {}
 for l in open(sys.argv[1]):
-    t, n, req, byt, dur, err, st, p50, p99, mx, _, ticks, hz = l.split()
-    req, dur, ticks, hz = int(req), int(dur), int(ticks), int(hz)
+    t, n, req, byt, dur, err, st, p50, p99, mx, _, ticks, hz, uticks = l.split()
+    req, dur, ticks, hz, uticks = int(req), int(dur), int(ticks), int(hz), int(uticks)
     runs.setdefault((t, n), []).append(dict(rps=req / (dur / 1e6), p99=int(p99) / 1e3,
-        cpu=1e6 * ticks / hz / max(req, 1), err=int(err), st=int(st), bpr=int(byt) / max(req, 1)))
+        cpu=1e6 * ticks / hz / max(req, 1), user=1e6 * uticks / hz / max(req, 1),
+        err=int(err), st=int(st), bpr=int(byt) / max(req, 1)))
 for k, rs in runs.items():     # best of the rounds, each number on its own
     res[k] = dict(rps=max(r["rps"] for r in rs), p99=min(r["p99"] for r in rs),
-                  cpu=min(r["cpu"] for r in rs), err=sum(r["err"] for r in rs),
+                  cpu=min(r["cpu"] for r in rs), user=min(r["user"] for r in rs), err=sum(r["err"] for r in rs),
                   st=sum(r["st"] for r in rs), bpr=rs[0]["bpr"], n=len(rs),
                   spread=max(r["rps"] for r in rs) / min(r["rps"] for r in rs))
 for l in open(sys.argv[2]):
@@ -611,10 +615,10 @@ tls = {l.split()[0]: " ".join(l.split()[1:]) for l in open(sys.argv[4])}
 
 print()
 print(f"best of {max(r['n'] for r in res.values())} rounds; spread = max/min req/s over the rounds")
-print(f"{'test':<8} {'proxy':<10} {'req/s':>9} {'p99 ms':>8} {'cpu us/req':>10} {'spread':>6} "
+print(f"{'test':<8} {'proxy':<10} {'req/s':>9} {'p99 ms':>8} {'cpu us/req':>10} {'user':>6} {'spread':>6} "
       f"{'bytes/resp':>10} {'gzip size':>9} {'errors':>6} {'origin hits':>11}")
 for (t, n), r in res.items():
-    print(f"{t:<8} {n:<10} {r['rps']:>9.0f} {r['p99']:>8.2f} {r['cpu']:>10.2f} {r['spread']:>6.2f} "
+    print(f"{t:<8} {n:<10} {r['rps']:>9.0f} {r['p99']:>8.2f} {r['cpu']:>10.2f} {r['user']:>6.2f} {r['spread']:>6.2f} "
           f"{r['bpr']:>10.0f} {sizes.get((t, n), ''):>9} {r['err'] + r['st']:>6} "
           f"{origin.get((t, n), ''):>11}")
 if tls: print(f"TLS: " + "; ".join(f"{k} {v}" for k, v in tls.items()))
