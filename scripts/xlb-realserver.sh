@@ -143,7 +143,10 @@ vips_on_lo() {
 	((${#VIPS[@]} > 0)) || usage "--method $METHOD needs at least one --vip"
 	for v in "${VIPS[@]}"; do
 		if is_v6 "$v"; then plen=128; else plen=32; fi
-		if ip -o addr show dev lo | grep -qwF -- "$v/$plen"; then
+		# Read the whole list before matching: ip writes one line at a
+		# time, and a grep that stops at the first match would end the
+		# pipeline with SIGPIPE, which pipefail reports as "absent".
+		if grep -qwF -- "$v/$plen" <<<"$(ip -o addr show dev lo)"; then
 			state_has "addr $v/$plen" || say "$v/$plen is on lo already (left as it is)"
 			continue
 		fi

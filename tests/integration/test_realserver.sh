@@ -76,9 +76,11 @@ snapshot() {
 }
 
 sysctl_is() { [[ $(in_ns rs1 cat "/proc/sys/net/ipv4/conf/$1") == "$2" ]]; }
-lo_has() { in_ns rs1 ip -o addr show dev lo | grep -qwF -- "$1"; }
-lo_has_nodad() { in_ns rs1 ip -o -6 addr show dev lo | grep -F -- "$1" | grep -qw nodad; }
-default_via() { in_ns rs1 ip "-$1" route show default | grep -q "^default via $2 "; }
+# ip writes a line at a time: its output is read whole before grep -q, which
+# would otherwise stop early and fail the pipeline by SIGPIPE under pipefail.
+lo_has() { grep -qwF -- "$1" <<<"$(in_ns rs1 ip -o addr show dev lo)"; }
+lo_has_nodad() { [[ $(grep -F -- "$1" <<<"$(in_ns rs1 ip -o -6 addr show dev lo)") == *" nodad"* ]]; }
+default_via() { grep -q "^default via $2 " <<<"$(in_ns rs1 ip "-$1" route show default)"; }
 xdp_on() { [[ $(xlbt_xdp_mode rs1) != none ]]; }
 no_xdp() { [[ $(xlbt_xdp_mode rs1) == none ]]; }
 not_default_via() { ! default_via "$@"; }
