@@ -78,7 +78,7 @@ XLBT_VIP_ROUTE_MTU=1400
 XLBT_IFACE=xlbt0
 XLBT_BRIDGE=xlbt-br
 
-XLBT_BPFFS_ROOT=/sys/fs/bpf
+source "$(dirname "${BASH_SOURCE[0]}")/bpffs.sh"
 XLBT_BPFFS_BASE=$XLBT_BPFFS_ROOT/$XLBT_PREFIX
 
 # What this shell created (topo_down also finds things by the prefix).
@@ -88,7 +88,6 @@ XLBT_LOADED=()
 XLBT_DECAP=()
 XLBT_NREALS=0
 XLBT_TMPDIR=
-XLBT_MOUNTED_BPFFS=0
 XLBT_INTERRUPTED=
 XLBT_STDOUT=
 XLBT_STDERR=
@@ -128,13 +127,9 @@ xlbt_preflight_fail() {
 	return 1
 }
 
-xlbt_is_bpffs() {
-	[[ $(stat -f -c %T -- "$1" 2>/dev/null) == bpf_fs ]]
-}
-
 # Check everything the topology needs. On failure, XLBT_PREFLIGHT_ERROR says
 # what is missing. Mounts bpffs on /sys/fs/bpf if nothing is mounted there
-# (and topo_down unmounts it again if it is left empty).
+# (the exit trap unmounts it again if it is left empty: bpffs.sh).
 xlbt_preflight() {
 	local c b
 	[[ $EUID -eq 0 ]] || xlbt_preflight_fail "must run as root (network namespaces, XDP, bpffs)" || return 1
@@ -156,14 +151,7 @@ xlbt_preflight() {
 	if [[ ! -d /proc/sys/net/ipv6 ]]; then
 		xlbt_preflight_fail "IPv6 is disabled in this kernel" || return 1
 	fi
-	if ! xlbt_is_bpffs "$XLBT_BPFFS_ROOT"; then
-		if ! mount -t bpf bpf "$XLBT_BPFFS_ROOT" 2>/dev/null; then
-			xlbt_preflight_fail "no bpffs at $XLBT_BPFFS_ROOT and mounting one failed (BPF unavailable?)"
-			return 1
-		fi
-		XLBT_MOUNTED_BPFFS=1
-		xlbt_log "mounted bpffs on $XLBT_BPFFS_ROOT"
-	fi
+	xlbt_bpffs_need || xlbt_preflight_fail "$XLBT_BPFFS_ERROR" || return 1
 	# The bpf() syscall itself: listing programs needs it and nothing else.
 	if command -v bpftool >/dev/null 2>&1 && ! bpftool prog show >/dev/null 2>&1; then
 		xlbt_preflight_fail "the bpf() syscall fails (bpftool prog show); BPF is unavailable here"
@@ -549,7 +537,7 @@ xlbt_stop_pids() {
 # what this shell recorded, it finds everything by the prefix, so it also
 # cleans up after helpers that ran in a subshell.
 topo_down() {
-	local e role ns d pids=() namespaces=() left
+	local e role ns d pids=() namespaces=()
 	local -A seen=() detach=()
 
 	for ns in "${XLBT_NETNS[@]}" /run/netns/"$XLBT_PREFIX"-*; do
@@ -605,14 +593,6 @@ topo_down() {
 	if [[ $XLBT_BPFFS_BASE == "$XLBT_BPFFS_ROOT"/xlbt* && -d $XLBT_BPFFS_BASE ]]; then
 		rm -rf -- "$XLBT_BPFFS_BASE" || xlbt_log "topo_down: could not remove $XLBT_BPFFS_BASE"
 	fi
-	if ((XLBT_MOUNTED_BPFFS)); then
-		# maps.debug and progs.debug are the kernel's own (bpf_preload).
-		left=$(find "$XLBT_BPFFS_ROOT" -mindepth 1 -maxdepth 1 ! -name maps.debug \
-			! -name progs.debug 2>/dev/null | head -n 1)
-		if [[ -z $left ]] && umount "$XLBT_BPFFS_ROOT" 2>/dev/null; then
-			XLBT_MOUNTED_BPFFS=0
-		fi
-	fi
 
 	for d in "$XLBT_TMPDIR" /tmp/"$XLBT_PREFIX".??????; do
 		[[ -n $d && -d $d && $d == /tmp/"$XLBT_PREFIX".* ]] || continue
@@ -639,6 +619,7 @@ xlbt_on_exit() {
 	fi
 	[[ -n $XLBT_INTERRUPTED ]] && xlbt_log "interrupted by SIG$XLBT_INTERRUPTED; cleaning up"
 	topo_down
+	xlbt_bpffs_release
 	if [[ -n $XLBT_EXIT_HOOK ]]; then
 		"$XLBT_EXIT_HOOK" "$rc"
 		rc=$?

@@ -13,6 +13,9 @@
 # Binaries from the environment (scripts/check.sh sets them): XLB_PROXY,
 # XLB_AGENT, XLBCTL, XLBT_BACKEND; defaults under build/.
 
+# shellcheck source=tests/integration/bpffs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bpffs.sh"
+
 PROXY=$(realpath -m "${XLB_PROXY:-build/xlb-proxy}")
 AGENT=$(realpath -m "${XLB_AGENT:-build/xlb-agent}")
 XLBCTL=$(realpath -m "${XLBCTL:-build/xlbctl}")
@@ -34,6 +37,7 @@ px_cleanup() {
     for p in "${PID[@]}"; do wait "$p" 2>/dev/null; done
     ip netns del "$NS" 2>/dev/null
     [[ -d $BPFFS ]] && rm -rf -- "$BPFFS"
+    xlbt_bpffs_release
     rm -rf "$TMP"
 }
 trap px_cleanup EXIT
@@ -50,6 +54,11 @@ px_setup() {
         [ -x "$f" ] || { not_ok "missing binary $f (run make)"; finish; }
     done
     command -v curl >/dev/null || { not_ok "curl is not installed"; finish; }
+    # With the agent, bpffs: the agent would mount it itself and leave it;
+    # mounted here, it goes at exit.
+    if [[ " $* " == *" $AGENT "* ]] && ! xlbt_bpffs_need; then
+        not_ok "$XLBT_BPFFS_ERROR"; finish
+    fi
     if ! ip netns add "$NS" || ! ip -n "$NS" link set lo up; then
         not_ok "cannot create network namespace $NS"; finish
     fi

@@ -35,6 +35,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/integration/report.sh
 source "$HERE/report.sh"
+source "$HERE/bpffs.sh"
 
 abs() { [[ $1 == /* ]] && printf '%s\n' "$1" || printf '%s/%s\n' "$PWD" "$1"; }
 XLB_AGENT=$(abs "${XLB_AGENT:-$ROOT/build/xlb-agent}")
@@ -66,6 +67,7 @@ cleanup() {
 	for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	ip netns del "$NS" 2>/dev/null
 	[[ $BPFFS == /sys/fs/bpf/xlbt-a7* && -d $BPFFS ]] && rm -rf -- "$BPFFS"
+	xlbt_bpffs_release
 	if [[ -n $TEST_TMP && ${XLBT_KEEP_LOGS:-0} == 1 ]]; then
 		cp -r -- "$TEST_TMP" "$TEST_TMP.kept" && echo "# logs kept in $TEST_TMP.kept"
 	fi
@@ -239,7 +241,7 @@ prereq() {
 		command -v "$c" >/dev/null || { echo "$c not found"; return 1; }
 	done
 	[[ -x $XLB_AGENT && -x $XLBCTL ]] || { echo "no $XLB_AGENT or $XLBCTL"; return 1; }
-	[[ $(stat -f -c %T /sys/fs/bpf 2>/dev/null) == bpf_fs ]] || { echo "no bpffs on /sys/fs/bpf"; return 1; }
+	xlbt_bpffs_need || { echo "$XLBT_BPFFS_ERROR"; return 1; }
 }
 if ! step "prerequisites (root, bpftool, python3, curl, promtool, binaries, bpffs)" prereq; then
 	PREREQ_FAILED=1

@@ -7,12 +7,17 @@ set -uo pipefail
 XLBCTL=$(realpath -m "${XLBCTL:-build/xlbctl}")
 NS=xlbt$$cli
 BPFFS=/sys/fs/bpf/$NS
+# shellcheck source=tests/integration/bpffs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bpffs.sh"
+# libxdp's own state of this test goes here, not into the shared /sys/fs/bpf/xdp.
+export LIBXDP_BPFFS=$BPFFS-libxdp
 pass=0
 fail=0
 
 cleanup() {
     ip netns del "$NS" 2>/dev/null
-    rm -rf "$BPFFS" "$BPFFS-decap" 2>/dev/null
+    rm -rf "$BPFFS" "$BPFFS-decap" "$LIBXDP_BPFFS" 2>/dev/null
+    xlbt_bpffs_release
 }
 trap cleanup EXIT INT TERM
 
@@ -33,6 +38,11 @@ expect() {
 
 if [ "$(id -u)" -ne 0 ]; then
     not_ok "must run as root (network namespaces, XDP)"
+    echo "$pass passed, $fail failed"
+    exit 1
+fi
+if ! xlbt_bpffs_need || ! mkdir -p "$LIBXDP_BPFFS"; then
+    not_ok "${XLBT_BPFFS_ERROR:-cannot create $LIBXDP_BPFFS}"
     echo "$pass passed, $fail failed"
     exit 1
 fi

@@ -25,6 +25,10 @@ NS=xlbt$$inst
 BPFFS=/sys/fs/bpf/$NS
 agent_pid=
 proxy_pid=
+# shellcheck source=tests/integration/bpffs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bpffs.sh"
+# libxdp's own state of this test goes here, not into the shared /sys/fs/bpf/xdp.
+export LIBXDP_BPFFS=$BPFFS-libxdp
 pass=0
 fail=0
 
@@ -43,7 +47,8 @@ cleanup() {
             >/dev/null 2>&1
         ip netns del "$NS" 2>/dev/null
     fi
-    rm -rf "$BPFFS" 2>/dev/null
+    rm -rf "$BPFFS" "$LIBXDP_BPFFS" 2>/dev/null
+    xlbt_bpffs_release
     rm -rf -- "$TMP"
 }
 
@@ -335,6 +340,8 @@ if [ "$(id -u)" -ne 0 ]; then
     not_ok "the agent under the unit's capabilities: must run as root (network namespace, XDP)"
 elif ! have setpriv util-linux; then
     :
+elif ! xlbt_bpffs_need || ! mkdir -p "$LIBXDP_BPFFS"; then
+    not_ok "the agent under the unit's capabilities: ${XLBT_BPFFS_ERROR:-cannot create $LIBXDP_BPFFS}"
 elif ! ip netns add "$NS" || ! ip -n "$NS" link set lo up ||
      ! ip -n "$NS" link add xlbt0 type veth peer name xlbt1 ||
      ! ip -n "$NS" link set xlbt0 up || ! ip -n "$NS" link set xlbt1 up; then
@@ -386,7 +393,7 @@ EOF
         agent_pid=
         if [ "$rc" -eq 0 ]; then ok "the agent exits 0 on SIGTERM"; else not_ok "the agent exits 0 on SIGTERM (exit $rc)"; fi
     fi
-    if ip -n "$NS" -d link show xlbt0 | grep -q 'prog/xdp'; then
+    if grep -q 'prog/xdp' <<<"$(ip -n "$NS" -d link show xlbt0)"; then
         ok "stopping the agent leaves XDP attached"
     else
         not_ok "stopping the agent leaves XDP attached"
