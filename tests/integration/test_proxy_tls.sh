@@ -2,7 +2,7 @@
 # xlb-proxy's application front end, end to end: TLS offload (SNI among
 # certificates with intermediates, versions, resumption, a self-signed
 # certificate, plaintext and garbage on the TLS port, the port-80
-# redirector), compression (gzip, br, zstd: exact bytes back for bodies of
+# redirector, re-encryption to TLS reals and their pooled connections), compression (gzip, br, zstd: exact bytes back for bodies of
 # 0 B to 10 MiB, every rule of when not to compress, bounded memory on a
 # 100 MiB stream) and the cache (hits that never reach the real, expiry,
 # what is never stored, revalidation, compressed variants, concurrent hits,
@@ -12,8 +12,9 @@ set -uo pipefail
 NS_TAG=tl
 # shellcheck source=tests/integration/px_lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/px_lib.sh"
+TOOLS=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tools" && pwd)
 px_setup "$PROXY" "$AGENT" "$XLBCTL" "$BACKEND"
-for t in openssl zstd gunzip promtool; do
+for t in openssl zstd gunzip promtool python3; do
     command -v "$t" >/dev/null || { not_ok "$t is not installed"; finish; }
 done
 metric() { c http://127.0.0.1:9122/metrics | sed -n "s/^$1 //p"; }
@@ -48,6 +49,11 @@ bg o2 "$BACKEND" --name o2 --listen 127.0.0.12:8080
     -accept 127.0.0.13:9443 -cert "$TMP/real.crt" -cert_chain "$TMP/int.pem" \
     -key "$TMP/real.key" ) >"$TMP/s_server.log" 2>&1 &
 PID[s_server]=$!
+# A keep-alive TLS real (the proxy pools its connections); /stray sends an
+# unrequested second response after the first.
+cat real.crt int.pem >real-chain.pem
+bg torigin python3 "$TOOLS/xlbt-tls-origin.py" \
+    --listen 127.0.0.14:9443 --cert "$TMP/real-chain.pem" --key "$TMP/real.key"
 cat >"$TMP/xlb.yaml" <<EOF
 node:
   bpffs: $BPFFS
@@ -75,6 +81,13 @@ services:
     tls: {certificates: [$TMP/a.pem], ca_file: $TMP/root.pem}
     health_check: {type: tcp, interval: 1s}
     reals: [{name: sreal, address: 127.0.0.13, port: 9443, tls: true}]
+  - name: pooled
+    address: 127.0.0.4
+    ports: [443]
+    layer: 7
+    tls: {certificates: [$TMP/a.pem], ca_file: $TMP/root.pem}
+    health_check: {type: tcp, interval: 1s}
+    reals: [{name: preal, address: 127.0.0.14, port: 9443, tls: true}]
   - name: selfsigned
     address: 127.0.0.2
     ports: [8443]
@@ -128,6 +141,30 @@ check "re-encryption: the TLS real's page, its certificate verified for real.exa
 code=$(c -k -o /dev/null -w '%{http_code}' --resolve other.example.test:443:127.0.0.3 https://other.example.test/page.txt)
 check "re-encryption: a real whose certificate does not name the host is refused (502)" test "$code" = 502
 check "re-encryption: the verification failure is logged" grep -q "TLS to real sreal: .*verify" "$TMP/proxy.log"
+# Both requests of one curl go over one client connection, so one worker
+# and its pool of connections to preal.
+P=(-k --resolve real.example.test:443:127.0.0.4)
+# two_conns BODY PATH1 PATH2 REQ2: the origin's two answers, for PATH1 and
+# then PATH2 (the second the REQ2-th request of its connection, any when
+# empty); prints the two connection numbers.
+two_conns() {
+    local re="^conn ([0-9]+) req [0-9]+ $2"$'\n'"conn ([0-9]+) req ${4:-[0-9]+} $3\$"
+    [[ $1 =~ $re ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
+}
+body=$(c "${P[@]}" https://real.example.test/one https://real.example.test/two)
+conns=$(two_conns "$body" /one /two)
+check "re-encryption: a TLS connection to the real is kept and used again (${body//$'\n'/; })" \
+    test -n "$conns" -a "${conns% *}" = "${conns#* }"
+# Stray bytes after a small response, and after one that fills the proxy's
+# 64 KiB response buffer exactly (the stray record is then still undecrypted
+# in the TLS layer when the response ends).
+for size in 0 65536; do
+    path=/stray; [ "$size" -gt 0 ] && path=/stray/$size
+    body=$(c "${P[@]}" "https://real.example.test$path" https://real.example.test/after | tr -s .)
+    conns=$(two_conns "$body" "$path\\.?" /after 1)
+    check "re-encryption: bytes after a response of ${size/#0/a few} bytes close the real's connection; the next request gets its own answer (${body//$'\n'/; })" \
+        test -n "$conns" -a "${conns% *}" != "${conns#* }"
+done
 hdr=$(c -D - -o /dev/null -H 'Host: a.example.test' 'http://127.0.0.1/path/x?q=1&r=2')
 check "port 80 redirects GET with 301 to https, host, path and query kept" \
     bash -c 'grep -q "^HTTP/1.1 301" <<<"$1" && grep -q "^Location: https://a.example.test/path/x?q=1&r=2" <<<"$1"' _ "$hdr"
