@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -82,8 +83,14 @@ void xt_env_setup(void)
     if (geteuid() != 0)
         cr_assert_fail("the BPF tests load XDP programs and build a private network "
                        "namespace: they need root (run them with sudo)");
-    if (unshare(CLONE_NEWNET) != 0)
-        cr_assert_fail("unshare(CLONE_NEWNET) failed: %s", strerror(errno));
+    if (unshare(CLONE_NEWNET | CLONE_NEWNS) != 0)
+        cr_assert_fail("unshare(CLONE_NEWNET | CLONE_NEWNS) failed: %s", strerror(errno));
+    /* A bpffs of this test's own: what it pins goes with its process, and
+     * nothing is mounted on the host's /sys/fs/bpf. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        cr_assert_fail("making the test's mounts private failed: %s", strerror(errno));
+    if (mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") != 0)
+        cr_assert_fail("mount -t bpf bpf /sys/fs/bpf (private) failed: %s", strerror(errno));
     /* bpf_fib_lookup() answers only on interfaces that forward. */
     write_sysctl("/proc/sys/net/ipv4/ip_forward", "1");
     write_sysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1");
