@@ -2,9 +2,9 @@
 # xlb-proxy's application front end, end to end: TLS offload (SNI among
 # certificates with intermediates, versions, resumption, a self-signed
 # certificate, plaintext and garbage on the TLS port, the port-80
-# redirector, re-encryption to TLS reals and their pooled connections), compression (gzip, br, zstd: exact bytes back for bodies of
-# 0 B to 10 MiB, every rule of when not to compress, bounded memory on a
-# 100 MiB stream) and the cache (hits that never reach the real, expiry,
+# redirector, re-encryption to TLS reals and their pooled connections),
+# compression (gzip, br, zstd: exact bytes back for bodies of 0 B to 10 MiB,
+# every rule of when not to compress, bounded memory on a 100 MiB stream) and the cache (hits that never reach the real, expiry,
 # what is never stored, revalidation, compressed variants, concurrent hits,
 # flush and purge through the agent).  Loopback of a namespace of its own.
 set -uo pipefail
@@ -38,6 +38,7 @@ cd "$TMP" || finish
     done
     mkdir -p www && echo "served over TLS by the real" >www/page.txt
     cat a.crt int.pem a.key >a.pem
+    cat real.crt int.pem >real-chain.pem
     cat b.crt int.pem b.key >b.pem
 } >"$TMP/openssl.log" 2>&1 || { not_ok "openssl could not make the test certificates"; cat "$TMP/openssl.log"; finish; }
 ok "certificates made: a, b and real under an intermediate"
@@ -51,7 +52,6 @@ bg o2 "$BACKEND" --name o2 --listen 127.0.0.12:8080
 PID[s_server]=$!
 # A keep-alive TLS real (the proxy pools its connections); /stray sends an
 # unrequested second response after the first.
-cat real.crt int.pem >real-chain.pem
 bg torigin python3 "$TOOLS/xlbt-tls-origin.py" \
     --listen 127.0.0.14:9443 --cert "$TMP/real-chain.pem" --key "$TMP/real.key"
 cat >"$TMP/xlb.yaml" <<EOF
@@ -151,19 +151,23 @@ two_conns() {
     local re="^conn ([0-9]+) req [0-9]+ $2"$'\n'"conn ([0-9]+) req ${4:-[0-9]+} $3\$"
     [[ $1 =~ $re ]] && echo "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}"
 }
+same_conn() { [[ -n $1 && ${1% *} == "${1#* }" ]]; }
+other_conn() { [[ -n $1 && ${1% *} != "${1#* }" ]]; }
 body=$(c "${P[@]}" https://real.example.test/one https://real.example.test/two)
 conns=$(two_conns "$body" /one /two)
 check "re-encryption: a TLS connection to the real is kept and used again (${body//$'\n'/; })" \
-    test -n "$conns" -a "${conns% *}" = "${conns#* }"
+    same_conn "$conns"
 # Stray bytes after a small response, and after one that fills the proxy's
-# 64 KiB response buffer exactly (the stray record is then still undecrypted
-# in the TLS layer when the response ends).
+# 64 KiB response buffer exactly (the stray record then waits in the TLS
+# layer while the buffer is full).
 for size in 0 65536; do
     path=/stray; [ "$size" -gt 0 ] && path=/stray/$size
     body=$(c "${P[@]}" "https://real.example.test$path" https://real.example.test/after | tr -s .)
     conns=$(two_conns "$body" "$path\\.?" /after 1)
-    check "re-encryption: bytes after a response of ${size/#0/a few} bytes close the real's connection; the next request gets its own answer (${body//$'\n'/; })" \
-        test -n "$conns" -a "${conns% *}" != "${conns#* }"
+    check "re-encryption: after bytes that follow a response of ${size/#0/a few} bytes, the next request gets an answer of its own on another connection (${body//$'\n'/; })" \
+        other_conn "$conns"
+    check "re-encryption: ... and the proxy closes the connection the bytes came on (conn ${conns% *})" \
+        wait_for 3 grep -qx "conn ${conns% *} closed" "$TMP/torigin.log"
 done
 hdr=$(c -D - -o /dev/null -H 'Host: a.example.test' 'http://127.0.0.1/path/x?q=1&r=2')
 check "port 80 redirects GET with 301 to https, host, path and query kept" \
