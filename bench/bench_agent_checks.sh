@@ -16,7 +16,10 @@ AGENT=$(realpath "$BUILD/xlb-agent")
 NAMESRV=$(realpath "$BUILD/tests/xlbt-namesrv")
 TMP=$(mktemp -d /tmp/xlbt-bench-agent.XXXXXX)
 BPFFS=/sys/fs/bpf/xlbt-bench-agent-$$
-trap 'rm -rf "$TMP" "$BPFFS"' EXIT
+# shellcheck source=tests/integration/bpffs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/integration/bpffs.sh"
+trap 'rm -rf "$TMP" "$BPFFS"; xlbt_bpffs_release' EXIT
+xlbt_bpffs_need || { echo "bench_agent_checks: $XLBT_BPFFS_ERROR" >&2; exit 1; }
 
 per=100
 {

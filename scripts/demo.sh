@@ -102,8 +102,8 @@ demo_exit() {
 	return "$rc"
 }
 
-xlbt_preflight || die "$XLBT_PREFLIGHT_ERROR"
 xlbt_install_traps
+xlbt_preflight || die "$XLBT_PREFLIGHT_ERROR"
 RUN_LOG=$(mktemp "/tmp/$XLBT_PREFIX-demo.XXXXXX") || die "cannot create a temporary file"
 
 VIP=$XLBT_VIP4

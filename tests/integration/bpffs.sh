@@ -6,10 +6,9 @@
 # another one keeps the mount.
 #
 #   xlbt_bpffs_need || fail     # at the start; message in XLBT_BPFFS_ERROR
-#   xlbt_bpffs_note             # or: the programs under test mount it
 #   xlbt_bpffs_release          # in the exit handler, after removing pins
 
-XLBT_BPFFS_ROOT=${XLBT_BPFFS_ROOT:-/sys/fs/bpf}
+XLBT_BPFFS_ROOT=/sys/fs/bpf
 XLBT_MOUNTED_BPFFS=0
 XLBT_BPFFS_ERROR=
 
@@ -27,19 +26,17 @@ xlbt_bpffs_need() {
 	printf '# mounted bpffs on %s\n' "$XLBT_BPFFS_ROOT" >&2
 }
 
-# Nothing mounted now: a bpffs that xlbctl or xlb-agent mounts while the
-# script runs is the script's to remove at exit.
-xlbt_bpffs_note() {
-	xlbt_is_bpffs "$XLBT_BPFFS_ROOT" || XLBT_MOUNTED_BPFFS=1
-}
-
 xlbt_bpffs_release() {
 	local left
-	((XLBT_MOUNTED_BPFFS)) && xlbt_is_bpffs "$XLBT_BPFFS_ROOT" || return 0
+	((XLBT_MOUNTED_BPFFS)) || return 0
 	# maps.debug and progs.debug are the kernel's own (bpf_preload).
 	left=$(find "$XLBT_BPFFS_ROOT" -mindepth 1 -maxdepth 1 ! -name maps.debug \
 		! -name progs.debug 2>/dev/null)
-	if [[ -z $left ]] && umount "$XLBT_BPFFS_ROOT" 2>/dev/null; then
+	if [[ -n $left ]]; then
+		printf '# bpffs left mounted on %s: it holds %s\n' "$XLBT_BPFFS_ROOT" "${left//$'\n'/ }" >&2
+	elif umount "$XLBT_BPFFS_ROOT" 2>/dev/null; then
 		XLBT_MOUNTED_BPFFS=0
+	else
+		printf '# could not unmount the bpffs on %s\n' "$XLBT_BPFFS_ROOT" >&2
 	fi
 }

@@ -78,6 +78,7 @@ XLBT_VIP_ROUTE_MTU=1400
 XLBT_IFACE=xlbt0
 XLBT_BRIDGE=xlbt-br
 
+# shellcheck source=tests/integration/bpffs.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bpffs.sh"
 XLBT_BPFFS_BASE=$XLBT_BPFFS_ROOT/$XLBT_PREFIX
 

@@ -56,9 +56,10 @@ px_setup() {
     command -v curl >/dev/null || { not_ok "curl is not installed"; finish; }
     # With the agent, bpffs: the agent would mount it itself and leave it;
     # mounted here, it goes at exit.
-    if [[ " $* " == *" $AGENT "* ]] && ! xlbt_bpffs_need; then
-        not_ok "$XLBT_BPFFS_ERROR"; finish
-    fi
+    for f in "$@"; do
+        [[ $f == "$AGENT" ]] || continue
+        xlbt_bpffs_need || { not_ok "$XLBT_BPFFS_ERROR"; finish; }
+    done
     if ! ip netns add "$NS" || ! ip -n "$NS" link set lo up; then
         not_ok "cannot create network namespace $NS"; finish
     fi

@@ -34,6 +34,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 # shellcheck source=tests/integration/report.sh
 source "$HERE/report.sh"
+# shellcheck source=tests/integration/bpffs.sh
 source "$HERE/bpffs.sh"
 
 abs() { [[ $1 == /* ]] && printf '%s\n' "$1" || printf '%s/%s\n' "$PWD" "$1"; }

@@ -19,7 +19,8 @@ cleanup() {
     rm -rf "$BPFFS" "$BPFFS-decap" "$LIBXDP_BPFFS" 2>/dev/null
     xlbt_bpffs_release
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 ok() { echo "ok - $*"; pass=$((pass + 1)); }
 not_ok() { echo "not ok - $*"; fail=$((fail + 1)); }

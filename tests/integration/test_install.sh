@@ -159,7 +159,7 @@ done
 if have readelf binutils; then
     bad=
     for o in xlb decap; do
-        readelf -h "$DEST$PREFIX/lib/xlb/$o.bpf.o" 2>/dev/null | grep -q 'Machine:.*BPF' ||
+        grep -q 'Machine:.*BPF' <<<"$(readelf -h "$DEST$PREFIX/lib/xlb/$o.bpf.o" 2>/dev/null)" ||
             bad+=" $o.bpf.o"
     done
     if [ -z "$bad" ]; then ok "the installed objects are BPF ELF files"; else not_ok "not BPF ELF:$bad"; fi
