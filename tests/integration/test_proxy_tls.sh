@@ -4,9 +4,10 @@
 # certificate, plaintext and garbage on the TLS port, the port-80
 # redirector, re-encryption to TLS reals and their pooled connections),
 # compression (gzip, br, zstd: exact bytes back for bodies of 0 B to 10 MiB,
-# every rule of when not to compress, bounded memory on a 100 MiB stream) and the cache (hits that never reach the real, expiry,
-# what is never stored, revalidation, compressed variants, concurrent hits,
-# flush and purge through the agent).  Loopback of a namespace of its own.
+# every rule of when not to compress, bounded memory on a 100 MiB stream)
+# and the cache (hits that never reach the real, expiry, what is never
+# stored, revalidation, compressed variants, concurrent hits, flush and
+# purge through the agent).  Loopback of a namespace of its own.
 set -uo pipefail
 
 NS_TAG=tl
@@ -158,8 +159,8 @@ conns=$(two_conns "$body" /one /two)
 check "re-encryption: a TLS connection to the real is kept and used again (${body//$'\n'/; })" \
     same_conn "$conns"
 # Stray bytes after a small response, and after one that fills the proxy's
-# 64 KiB response buffer exactly (the stray record then waits in the TLS
-# layer while the buffer is full).
+# 64 KiB response buffer exactly (the stray bytes then come after a full
+# buffer, not with the end of the response in it).
 for size in 0 65536; do
     path=/stray; [ "$size" -gt 0 ] && path=/stray/$size
     body=$(c "${P[@]}" "https://real.example.test$path" https://real.example.test/after | tr -s .)

@@ -6,14 +6,14 @@
 
 Every GET (or HEAD) is answered "conn N req M PATH\\n" (N: serial of the
 accepted TCP connection from 1, health probes included; M: of the request on
-it, from 1) with Content-Length, and
-the connection is kept; a path ending in /N (digits) pads that line with
-dots to make the whole response N bytes.  A path starting with /stray is
-followed by a second, unrequested response in a TLS record of its own
-("stray\\n"), sent with the end of the first in one TCP segment: a client that keeps the connection
-for its next request would take it for that request's answer.  Requests
-with a body are not supported (400, close).  When a client closes a
-connection that answered a request, "conn N closed" goes to stderr.
+it, from 1) with Content-Length, and the connection is kept; a path ending
+in /N (digits) pads that line with dots to make the whole response N bytes.
+A path starting with /stray is followed by a second, unrequested response in
+a TLS record of its own ("stray\\n"), sent with the end of the first in one
+TCP segment: a client that keeps the connection for its next request would
+take it for that request's answer.  Requests with a body are not supported
+(400, close).  When a connection that answered a request ends, "conn N
+closed" goes to stderr.
 Ends on SIGTERM or SIGINT.
 """
 import argparse
